@@ -1,0 +1,1 @@
+//! Classify: decides each parsed UDP datagram's fate. STUB.

@@ -1,0 +1,1 @@
+//! Capture-file port: pcap and pcapng. STUB (helper H1).

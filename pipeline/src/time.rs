@@ -1,0 +1,28 @@
+//! The capture clock: every part of callrec that needs "now" is handed one of these.
+//!
+//! Why not `std::time::Instant`: in replay the clock is the capture's own timestamps, and the
+//! sidecar reports wall-clock start/stop times; an opaque `Instant` can carry neither. Sans-IO
+//! cores take a `Timestamp` as input and never read a clock themselves.
+
+/// Nanoseconds since the Unix epoch, on the capture clock (the packet's capture time).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default)]
+pub struct Timestamp(pub u64);
+
+impl Timestamp {
+    /// From seconds and nanoseconds (the pcap record header form).
+    pub const fn from_parts(secs: u64, nanos: u64) -> Self {
+        Timestamp(secs * 1_000_000_000 + nanos)
+    }
+    /// Seconds since the epoch, as f64, for humans and JSON.
+    pub fn as_secs_f64(self) -> f64 {
+        self.0 as f64 / 1e9
+    }
+    /// Nanoseconds from `earlier` to `self`, negative if `self` is earlier.
+    pub fn nanos_since(self, earlier: Timestamp) -> i64 {
+        self.0 as i64 - earlier.0 as i64
+    }
+    /// This time moved forward by `nanos`.
+    pub fn plus_nanos(self, nanos: u64) -> Timestamp {
+        Timestamp(self.0.saturating_add(nanos))
+    }
+}

@@ -1,0 +1,1 @@
+//! Call tracking by Call-ID. STUB (helper H3).

@@ -1,0 +1,5 @@
+//! callrec: the application around the dataplane: CLI, configuration, the sans-IO control
+//! core, the replay driver.
+#![deny(missing_docs)]
+
+pub mod control;
