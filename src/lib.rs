@@ -2,4 +2,5 @@
 //! core, the replay driver.
 #![deny(missing_docs)]
 
+pub mod config;
 pub mod control;

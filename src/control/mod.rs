@@ -4,5 +4,6 @@
 //! commands and SIP trace lines. It never reads a clock or touches a socket.
 
 pub mod calls;
+pub mod triggers;
 pub mod sdp;
 pub mod sip;
