@@ -1,1 +1,134 @@
-fn main() {}
+//! The `callrec` command line.
+
+use callrec::config::Config;
+use callrec::replay::{self, ReplayOptions, ReplaySummary};
+use callrec_pipeline::writer::OutputFormat;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "callrec", version, about = "Records SIP calls from captures and live traffic as stereo WAV files (customer left, agent right)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Replay a capture file (pcap or pcapng) as fast as possible and record its calls.
+    Replay {
+        /// The capture file.
+        capture: PathBuf,
+        /// Output directory for `<conf-id>.wav` and `<conf-id>.json`.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        rec: RecordingArgs,
+        /// Number of writer threads (default: one per spare core).
+        #[arg(long)]
+        writers: Option<usize>,
+    },
+}
+
+/// Trigger and output options shared by every mode.
+#[derive(clap::Args)]
+struct RecordingArgs {
+    /// TOML configuration (Extension/Trunk DNs, SIP ports, resource manager).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Record calls of this Extension DN (repeatable).
+    #[arg(long = "record-dn", value_name = "DN")]
+    record_dn: Vec<String>,
+    /// File format.
+    #[arg(long, value_enum, default_value_t = Format::G711)]
+    format: Format,
+    /// Write every SIP/MSML message between the recording roles to this file.
+    #[arg(long = "sip-trace", value_name = "FILE")]
+    sip_trace: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    /// G.711 stereo (A-law or mu-law, as the call); PCM16 when the legs' codecs differ.
+    G711,
+    /// 16-bit linear PCM stereo.
+    Pcm16,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CALLREC_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Replay { capture, out, rec, writers } => {
+            let config = match load_config(&rec) {
+                Ok(c) => c,
+                Err(msg) => return fail(&msg),
+            };
+            let opts = ReplayOptions {
+                capture,
+                out: out.clone(),
+                config,
+                format: match rec.format {
+                    Format::G711 => OutputFormat::G711,
+                    Format::Pcm16 => OutputFormat::Pcm16,
+                },
+                sip_trace: rec.sip_trace,
+                writers: writers.unwrap_or_else(default_writers),
+            };
+            match replay::run(opts) {
+                Ok(summary) => {
+                    print_summary(&summary, &out);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e.to_string()),
+            }
+        }
+    }
+}
+
+fn load_config(rec: &RecordingArgs) -> Result<Config, String> {
+    let mut cfg = match &rec.config {
+        Some(p) => Config::load(p).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    cfg.add_recorded_dns(&rec.record_dn);
+    Ok(cfg)
+}
+
+/// One writer per core left after the reader thread, at least one.
+fn default_writers() -> usize {
+    std::thread::available_parallelism().map(|n| n.get().saturating_sub(1)).unwrap_or(1).max(1)
+}
+
+fn fail(msg: &str) -> ExitCode {
+    eprintln!("callrec: {msg}");
+    ExitCode::from(2)
+}
+
+fn print_summary(s: &ReplaySummary, out: &std::path::Path) {
+    let p = &s.packets;
+    let c = &s.control;
+    let w = &s.writers;
+    let secs = s.wall.as_secs_f64().max(1e-9);
+    if let Some(t) = &s.truncated {
+        eprintln!("callrec: warning: {t}");
+    }
+    println!("calls: {} answered, {} recorded ({} failed to start), {} ended", c.calls_answered, c.recordings_started, c.recordings_failed, c.calls_ended);
+    println!(
+        "packets: {} read: SIP {} (malformed {}), RTP {}, RTCP {}, other {} (unrecorded UDP {}, keep-alive {}, not RTP {}, oversize {}, not UDP {}, fragments {}), SIP over TCP {} (not yet supported)",
+        p.rx, p.sip, c.malformed_sip, p.rtp, p.rtcp,
+        p.unrecorded + p.keepalive + p.not_rtp + p.oversize + p.not_udp + p.fragments + p.sip_tcp,
+        p.unrecorded, p.keepalive, p.not_rtp, p.oversize, p.not_udp, p.fragments, p.sip_tcp
+    );
+    println!(
+        "audio: {} recordings written, {} failed; RTP lost {}, late {}, duplicate {}, events {}",
+        w.recordings_closed, w.recordings_failed, w.lost, w.late, w.duplicates, w.events
+    );
+    println!("wall time {:.3} s, {:.0} packets/s; files in {}", secs, p.rx as f64 / secs, out.display());
+}

@@ -58,10 +58,16 @@ impl Classifier {
         Classifier { sip_ports: v }
     }
 
+    /// True for a configured SIP port.
+    #[inline]
+    pub fn is_sip_port(&self, port: u16) -> bool {
+        self.sip_ports.contains(&port)
+    }
+
     /// The fate of one UDP datagram.
     #[inline]
     pub fn classify(&self, src: SocketAddr, dst: SocketAddr, payload: &[u8], flows: &FlowTable) -> Class {
-        if self.sip_ports.contains(&dst.port()) || self.sip_ports.contains(&src.port()) {
+        if self.is_sip_port(dst.port()) || self.is_sip_port(src.port()) {
             if payload.iter().all(|b| matches!(b, b'\r' | b'\n' | 0 | b' ')) {
                 return Class::Other(Unwanted::KeepAlive);
             }

@@ -1,0 +1,48 @@
+//! `--sip-trace FILE`: every message between the recording roles, in order, each preceded by
+//! one line with its time, sender and receiver.
+
+use crate::control::roles::TraceRecord;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::time::{Duration, UNIX_EPOCH};
+
+/// An open trace file. Write errors are reported once and then ignored: a trace must never
+/// stop recording.
+pub struct SipTrace {
+    out: BufWriter<File>,
+    failed: bool,
+}
+
+impl SipTrace {
+    /// Creates (truncates) the trace file.
+    pub fn create(path: &Path) -> std::io::Result<SipTrace> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        Ok(SipTrace { out: BufWriter::with_capacity(1 << 16, File::create(path)?), failed: false })
+    }
+
+    /// Appends one message.
+    pub fn write(&mut self, rec: &TraceRecord) {
+        let when = humantime::format_rfc3339_micros(UNIX_EPOCH + Duration::from_nanos(rec.at.0));
+        let text = rec.text.trim_end_matches(['\r', '\n']);
+        let r = write!(self.out, "{when} {} -> {}\n{text}\n\n", rec.from, rec.to);
+        self.check(r);
+    }
+
+    /// Writes out what is buffered.
+    pub fn flush(&mut self) {
+        let r = self.out.flush();
+        self.check(r);
+    }
+
+    fn check(&mut self, r: std::io::Result<()>) {
+        if let Err(e) = r {
+            if !self.failed {
+                tracing::error!(error = %e, "cannot write the SIP trace; continuing without it");
+                self.failed = true;
+            }
+        }
+    }
+}
