@@ -124,3 +124,7 @@ pub enum WriterMsg {
         at: Timestamp,
     },
 }
+
+pub mod g711;
+pub mod jitter;
+pub mod rtp;
