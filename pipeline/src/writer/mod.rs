@@ -128,3 +128,4 @@ pub enum WriterMsg {
 pub mod g711;
 pub mod jitter;
 pub mod rtp;
+pub mod wav;
