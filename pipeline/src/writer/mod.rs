@@ -127,5 +127,14 @@ pub enum WriterMsg {
 
 pub mod g711;
 pub mod jitter;
+pub mod recording;
 pub mod rtp;
+pub mod sidecar;
+pub mod thread;
 pub mod wav;
+
+pub use jitter::{ChannelCounters, PlacementConfig};
+pub use thread::{
+    run, spawn_writer, spawn_writer_with, try_spawn_writer_with, Writer, WriterConfig,
+    WriterReport,
+};
