@@ -47,6 +47,19 @@ fn item(id: u32, ch: Channel, at_ms: u64, seq: u16, pt: u8, fill: u8) -> RtpItem
     RtpItem { recording: RecordingId(id), channel: ch, ts: Timestamp(T0 + at_ms * MS), len: 172, data }
 }
 
+/// Pushes, waiting while the ring is full (the writer drains it).
+fn push(tx: &mut rtrb::Producer<WriterMsg>, mut m: WriterMsg) {
+    loop {
+        match tx.push(m) {
+            Ok(()) => return,
+            Err(rtrb::PushError::Full(back)) => {
+                m = back;
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
 fn u32_at(d: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([d[at], d[at + 1], d[at + 2], d[at + 3]])
 }
@@ -175,18 +188,7 @@ fn orphans_are_counted() {
 fn spawn_writer_end_to_end_through_the_ring() {
     let dir = tempfile::tempdir().unwrap();
     let (mut tx, handle) = spawn_writer(0, None, 64);
-    let mut send = |m: WriterMsg| {
-        let mut m = m;
-        loop {
-            match tx.push(m) {
-                Ok(()) => break,
-                Err(rtrb::PushError::Full(back)) => {
-                    m = back;
-                    std::thread::yield_now();
-                }
-            }
-        }
-    };
+    let mut send = |m: WriterMsg| push(&mut tx, m);
     send(WriterMsg::Start(spec(dir.path(), 5, OutputFormat::G711, [Codec::Pcmu; 2])));
     send(WriterMsg::Start(spec(dir.path(), 6, OutputFormat::Pcm16, [Codec::Pcmu; 2])));
     for i in 0..500u16 {
@@ -201,7 +203,6 @@ fn spawn_writer_end_to_end_through_the_ring() {
     }
     send(WriterMsg::Stop { recording: RecordingId(5), at: Timestamp(T0 + 10_000 * MS) });
     // recording 6 is never stopped: the writer must finalize it when the producer goes
-    drop(send);
     drop(tx);
     let rep = handle.join().unwrap();
     assert_eq!((rep.recordings_opened, rep.recordings_closed, rep.recordings_failed), (2, 2, 0));

@@ -311,6 +311,11 @@ impl Placement {
         let n1 = payload.len().min(mask + 1 - first);
         let (a, b) = payload.split_at(n1);
         match &mut self.rings {
+            Rings::Law(out, rings) if *out == codec => {
+                let ring = &mut rings[ci];
+                ring[first..first + n1].copy_from_slice(a);
+                ring[..b.len()].copy_from_slice(b);
+            }
             Rings::Law(out, rings) => {
                 let ring = &mut rings[ci];
                 for (d, s) in ring[first..first + n1].iter_mut().zip(a) {
