@@ -44,7 +44,13 @@ fn item(id: u32, ch: Channel, at_ms: u64, seq: u16, pt: u8, fill: u8) -> RtpItem
     data[4..8].copy_from_slice(&(seq as u32 * 160).to_be_bytes());
     data[8..12].copy_from_slice(&(0xABCD + ch.index() as u32).to_be_bytes());
     data[12..172].fill(fill);
-    RtpItem { recording: RecordingId(id), channel: ch, ts: Timestamp(T0 + at_ms * MS), len: 172, data }
+    RtpItem {
+        recording: RecordingId(id),
+        channel: ch,
+        ts: Timestamp(T0 + at_ms * MS),
+        len: 172,
+        data,
+    }
 }
 
 /// Pushes, waiting while the ring is full (the writer drains it).
@@ -77,10 +83,16 @@ fn g711_recording_with_pause_checkpoint_and_sidecar() {
     for i in 0..100u16 {
         let at = i as u64 * 20;
         if i == 25 {
-            w.handle(WriterMsg::Pause { recording: RecordingId(1), at: Timestamp(T0 + 500 * MS) }, t);
+            w.handle(
+                WriterMsg::Pause { recording: RecordingId(1), at: Timestamp(T0 + 500 * MS) },
+                t,
+            );
         }
         if i == 50 {
-            w.handle(WriterMsg::Resume { recording: RecordingId(1), at: Timestamp(T0 + 1000 * MS) }, t);
+            w.handle(
+                WriterMsg::Resume { recording: RecordingId(1), at: Timestamp(T0 + 1000 * MS) },
+                t,
+            );
         }
         w.handle(WriterMsg::Rtp(item(1, Channel::Left, at, i, 8, 0x11)), t);
         w.handle(WriterMsg::Rtp(item(1, Channel::Right, at, i, 8, 0x22)), t);
@@ -125,7 +137,10 @@ fn mixed_codecs_give_pcm16_read_back_with_hound() {
     let dir = tempfile::tempdir().unwrap();
     let mut w = Writer::new(0, WriterConfig::default());
     let t = Instant::now();
-    w.handle(WriterMsg::Start(spec(dir.path(), 2, OutputFormat::G711, [Codec::Pcma, Codec::Pcmu])), t);
+    w.handle(
+        WriterMsg::Start(spec(dir.path(), 2, OutputFormat::G711, [Codec::Pcma, Codec::Pcmu])),
+        t,
+    );
     for i in 0..10u16 {
         w.handle(WriterMsg::Rtp(item(2, Channel::Left, i as u64 * 20, i, 8, 0xAA)), t);
         w.handle(WriterMsg::Rtp(item(2, Channel::Right, i as u64 * 20, i, 0, 0x80)), t);
@@ -162,7 +177,10 @@ fn a_failing_recording_does_not_stop_the_others() {
         w.tick(t + Duration::from_millis(at));
     }
     for id in [3, 4] {
-        w.handle(WriterMsg::Stop { recording: RecordingId(id), at: Timestamp(T0 + 60_000 * MS) }, t);
+        w.handle(
+            WriterMsg::Stop { recording: RecordingId(id), at: Timestamp(T0 + 60_000 * MS) },
+            t,
+        );
     }
     let rep = w.report();
     assert_eq!((rep.recordings_closed, rep.recordings_failed), (2, 1));

@@ -363,9 +363,7 @@ impl Placement {
             let range = start..start + n;
             match &self.rings {
                 Rings::Law(_, [l, r]) => sink(Frames::Law(&l[range.clone()], &r[range.clone()])),
-                Rings::Linear([l, r]) => {
-                    sink(Frames::Linear(&l[range.clone()], &r[range.clone()]))
-                }
+                Rings::Linear([l, r]) => sink(Frames::Linear(&l[range.clone()], &r[range.clone()])),
             }
             self.silence(range);
             self.committed = hi;

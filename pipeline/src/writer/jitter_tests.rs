@@ -59,7 +59,10 @@ struct Rig {
 impl Rig {
     fn new(window: u32) -> Self {
         let cfg = PlacementConfig { window_samples: window };
-        Rig { p: Placement::new([pcma(), pcma()], SampleKind::Law(Codec::Pcma), cfg), out: Out::default() }
+        Rig {
+            p: Placement::new([pcma(), pcma()], SampleKind::Law(Codec::Pcma), cfg),
+            out: Out::default(),
+        }
     }
     /// Packet `seq` of a 20 ms stream whose byte value is `fill`, captured at `at_ms`.
     fn send(&mut self, ch: Channel, at_ms: u64, seq: u16, ts: u32, fill: u8) {
@@ -165,7 +168,13 @@ fn loss_becomes_silence_and_is_counted() {
     r.finish();
     assert_eq!(
         runs(&r.out.l),
-        vec![(val(0), 160), (val(1), 160), (ALAW_SILENCE_FOR_TESTS, 320), (val(4), 160), (val(5), 160)]
+        vec![
+            (val(0), 160),
+            (val(1), 160),
+            (ALAW_SILENCE_FOR_TESTS, 320),
+            (val(4), 160),
+            (val(5), 160)
+        ]
     );
     assert_eq!(r.p.counters(Channel::Left).lost, 2);
     // the right channel never spoke: all silence, same length
@@ -186,7 +195,14 @@ fn sequence_and_timestamp_wrap() {
     r.finish();
     assert_eq!(
         runs(&r.out.l),
-        vec![(val(0), 160), (val(1), 160), (val(2), 160), (ALAW_SILENCE_FOR_TESTS, 160), (val(4), 160), (val(5), 160)]
+        vec![
+            (val(0), 160),
+            (val(1), 160),
+            (val(2), 160),
+            (ALAW_SILENCE_FOR_TESTS, 160),
+            (val(4), 160),
+            (val(5), 160)
+        ]
     );
     let c = r.p.counters(Channel::Left);
     assert_eq!((c.lost, c.reanchors, c.late), (1, 0, 0));
@@ -262,15 +278,28 @@ fn ssrc_change_and_huge_jump_reanchor_on_capture_time() {
 #[test]
 fn codec_switch_is_transcoded_and_linear_kind_decodes() {
     let both = spec(&[(8, Codec::Pcma), (0, Codec::Pcmu)], None);
-    let mut p = Placement::new([both.clone(), both], SampleKind::Law(Codec::Pcma), PlacementConfig::default());
+    let mut p = Placement::new(
+        [both.clone(), both],
+        SampleKind::Law(Codec::Pcma),
+        PlacementConfig::default(),
+    );
     let mut out = Out::default();
     p.place(Channel::Left, Timestamp(T0), &rtp(8, 0, 0, 1, &[0x12; 160]), &mut out.sink());
-    p.place(Channel::Left, Timestamp(T0 + 20 * MS), &rtp(0, 1, 160, 1, &[0xFF; 160]), &mut out.sink());
+    p.place(
+        Channel::Left,
+        Timestamp(T0 + 20 * MS),
+        &rtp(0, 1, 160, 1, &[0xFF; 160]),
+        &mut out.sink(),
+    );
     p.flush(&mut out.sink());
     assert_eq!(runs(&out.l), vec![(0x12, 160), (crate::writer::g711::ALAW_SILENCE, 160)]);
     assert_eq!(p.last_codec(Channel::Left), Some(Codec::Pcmu));
 
-    let mut p = Placement::new([pcma(), spec(&[(0, Codec::Pcmu)], None)], SampleKind::Linear, PlacementConfig::default());
+    let mut p = Placement::new(
+        [pcma(), spec(&[(0, Codec::Pcmu)], None)],
+        SampleKind::Linear,
+        PlacementConfig::default(),
+    );
     let mut out = Out::default();
     p.place(Channel::Left, Timestamp(T0), &rtp(8, 0, 0, 1, &[0xAA; 160]), &mut out.sink());
     p.place(Channel::Right, Timestamp(T0), &rtp(0, 0, 0, 2, &[0x80; 160]), &mut out.sink());

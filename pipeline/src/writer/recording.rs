@@ -89,7 +89,8 @@ impl Recording {
     /// Places one RTP packet.
     pub fn rtp(&mut self, item: &RtpItem) {
         let Recording { placement, wav, error, write_errors, dirty, spec, .. } = self;
-        let mut sink = |f: Frames<'_>| write_frames(wav, error, write_errors, dirty, &spec.conf_id, f);
+        let mut sink =
+            |f: Frames<'_>| write_frames(wav, error, write_errors, dirty, &spec.conf_id, f);
         placement.place(item.channel, item.ts, item.bytes(), &mut sink);
     }
 
@@ -151,7 +152,8 @@ impl Recording {
         let codec = |ch: Channel, i: usize| {
             self.placement.last_codec(ch).or(self.spec.channels[i].preferred()).map(Codec::name)
         };
-        let channels = [self.placement.counters(Channel::Left), self.placement.counters(Channel::Right)];
+        let channels =
+            [self.placement.counters(Channel::Left), self.placement.counters(Channel::Right)];
         let wav_name = self
             .spec
             .wav_path

@@ -106,7 +106,10 @@ mod tests {
     #[test]
     fn rfc3339_known_points() {
         assert_eq!(rfc3339(Timestamp(0)), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339(Timestamp::from_parts(951_782_400, 5_000_000)), "2000-02-29T00:00:00.005Z");
+        assert_eq!(
+            rfc3339(Timestamp::from_parts(951_782_400, 5_000_000)),
+            "2000-02-29T00:00:00.005Z"
+        );
         assert_eq!(rfc3339(Timestamp::from_parts(1_764_112_496, 0)), "2025-11-25T23:14:56.000Z");
     }
 
@@ -124,7 +127,10 @@ mod tests {
             stop: Timestamp::from_parts(12, 0),
             duration_samples: 20_000,
             pauses: &pauses,
-            channels: [ChannelCounters { packets: 3, ..Default::default() }, ChannelCounters::default()],
+            channels: [
+                ChannelCounters { packets: 3, ..Default::default() },
+                ChannelCounters::default(),
+            ],
             error: None,
         };
         let m = build(&base, &facts);

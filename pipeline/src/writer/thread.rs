@@ -99,7 +99,13 @@ pub struct Writer {
 impl Writer {
     /// An empty writer; `index` names it in logs.
     pub fn new(index: usize, config: WriterConfig) -> Self {
-        Writer { index, config, recordings: FxHashMap::default(), report: WriterReport::default(), last_tick: None }
+        Writer {
+            index,
+            config,
+            recordings: FxHashMap::default(),
+            report: WriterReport::default(),
+            last_tick: None,
+        }
     }
 
     /// Handles one message; `now_wall` (read once per burst by the caller) paces header
@@ -174,7 +180,11 @@ impl Writer {
 
 /// The writer loop: drains `consumer` in bursts until its producer is gone and the ring is
 /// empty, then finalizes all open recordings and returns the totals.
-pub fn run(mut consumer: rtrb::Consumer<WriterMsg>, index: usize, config: WriterConfig) -> WriterReport {
+pub fn run(
+    mut consumer: rtrb::Consumer<WriterMsg>,
+    index: usize,
+    config: WriterConfig,
+) -> WriterReport {
     let mut writer = Writer::new(index, config);
     let mut idle: u32 = 0;
     loop {
@@ -256,7 +266,11 @@ pub fn try_spawn_writer_with(
     let body = move || {
         if let Some(id) = core {
             if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
-                tracing::warn!(writer = index, core = id, "cannot pin writer to core; running unpinned");
+                tracing::warn!(
+                    writer = index,
+                    core = id,
+                    "cannot pin writer to core; running unpinned"
+                );
             }
         }
         run(consumer, index, config)

@@ -22,7 +22,9 @@ pub const G711_HEADER_LEN: usize = 58;
 #[derive(Debug, Error)]
 pub enum WavError {
     /// The file could not be created.
-    #[error("cannot create {path}: {source}; check that the output directory exists and is writable")]
+    #[error(
+        "cannot create {path}: {source}; check that the output directory exists and is writable"
+    )]
     Create {
         /// The file.
         path: PathBuf,
