@@ -134,11 +134,11 @@ impl WavOut {
         let io_err = |source| WavError::Write { path: path.clone(), source };
         match (&mut self.inner, frames) {
             (Inner::G711(w), Frames::Law(l, r)) => {
-                w.scratch.clear();
-                w.scratch.reserve(2 * l.len());
-                for (a, b) in l.iter().zip(r) {
-                    w.scratch.push(*a);
-                    w.scratch.push(*b);
+                let n = l.len().min(r.len());
+                w.scratch.resize(2 * n, 0);
+                for (o, (a, b)) in w.scratch.chunks_exact_mut(2).zip(l.iter().zip(r)) {
+                    o[0] = *a;
+                    o[1] = *b;
                 }
                 w.data_len = w.data_len.saturating_add(w.scratch.len() as u32);
                 w.out.write_all(&w.scratch).map_err(io_err)
