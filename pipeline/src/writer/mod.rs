@@ -92,11 +92,15 @@ pub struct RtpItem {
 impl RtpItem {
     /// The RTP packet bytes.
     pub fn bytes(&self) -> &[u8] {
-        &self.data[..self.len as usize]
+        // A `len` past the array (a producer bug) yields the whole array, not a panic.
+        &self.data[..(self.len as usize).min(MAX_RTP_LEN)]
     }
 }
 
 /// A message on a writer's ring.
+// RTP is carried inline on purpose: boxing it would allocate per packet, and a ring slot must
+// not point into an rx buffer.
+#[allow(clippy::large_enum_variant)]
 pub enum WriterMsg {
     /// RTP for a recording.
     Rtp(RtpItem),
@@ -124,3 +128,17 @@ pub enum WriterMsg {
         at: Timestamp,
     },
 }
+
+pub mod g711;
+pub mod jitter;
+pub mod recording;
+pub mod rtp;
+pub mod sidecar;
+pub mod thread;
+pub mod wav;
+
+pub use jitter::{ChannelCounters, PlacementConfig};
+pub use thread::{
+    run, spawn_writer, spawn_writer_with, try_spawn_writer_with, Writer, WriterConfig,
+    WriterReport,
+};

@@ -1,0 +1,391 @@
+//! Placement ("jitter") buffer of one recording: puts each channel's audio at the sample
+//! position its RTP timestamp names, reorders within a window, turns gaps and pauses into
+//! silence and hands finished (committed) stereo frames to a sink.
+//!
+//! Timeline: position 0 is the capture time of the first packet of either channel (the
+//! origin). A stream's first packet is anchored at its own capture time; later packets go at
+//! `anchor + (rtp_ts - first_ts)`. So the two channels are in step by the capture times of
+//! their first packets, and within a stream the sender's clock decides. Samples are committed
+//! once they are older than `newest - window`, where `newest` is the furthest position seen in
+//! the recording; a packet for a committed region is late. Storage is one fixed ring per
+//! channel, allocated when the recording opens; placing a packet allocates nothing.
+
+use super::rtp::RtpPacket;
+use super::{ChannelSpec, Codec};
+use crate::flow::Channel;
+use crate::Timestamp;
+
+/// Samples per second of G.711.
+pub const RATE: i64 = 8000;
+const NANOS_PER_SAMPLE: i64 = 1_000_000_000 / RATE;
+/// A timestamp step beyond this (either way) re-anchors the stream: 30 s.
+pub const REANCHOR_SAMPLES: i64 = 30 * RATE;
+const DUP_SLOTS: usize = 256;
+
+/// Tuning of the placement buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlacementConfig {
+    /// Reorder window in samples: audio is held this long (by the newest position seen)
+    /// before it is written, and packets older than that are late. Default 2000 (250 ms).
+    pub window_samples: u32,
+}
+
+impl Default for PlacementConfig {
+    fn default() -> Self {
+        PlacementConfig { window_samples: 2000 }
+    }
+}
+
+/// What the rings hold, chosen when the recording opens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SampleKind {
+    /// G.711 bytes of this law (packets of the other law are transcoded).
+    Law(Codec),
+    /// Linear PCM16.
+    Linear,
+}
+
+/// Committed stereo audio, left and right of equal length.
+pub enum Frames<'a> {
+    /// G.711 bytes.
+    Law(&'a [u8], &'a [u8]),
+    /// Linear PCM16.
+    Linear(&'a [i16], &'a [i16]),
+}
+
+/// Per-channel packet counters, reported in the sidecar and summed for the CLI.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ChannelCounters {
+    /// RTP packets that arrived for the channel (all kinds).
+    pub packets: u64,
+    /// Their UDP payload bytes.
+    pub bytes: u64,
+    /// Packets never seen, from gaps in the sequence numbers.
+    pub lost: u64,
+    /// Packets that arrived after their place had been written.
+    pub late: u64,
+    /// Packets whose sequence number had already been placed.
+    pub duplicate: u64,
+    /// RFC 4733 telephone-event packets (ignored).
+    pub events: u64,
+    /// Packets of a payload type the SDP did not map to PCMA/PCMU (ignored).
+    pub unknown_pt: u64,
+    /// Times the stream was re-anchored on capture time (SSRC change or timestamp jump).
+    pub reanchors: u64,
+    /// Packets that are not valid RTP (ignored).
+    pub invalid: u64,
+}
+
+/// One stream's position bookkeeping between anchors.
+#[derive(Clone, Copy)]
+struct Stream {
+    ssrc: u32,
+    /// Position of extended timestamp 0: `pos = ext_ts + offset`.
+    offset: i64,
+    ts_ref: u32,
+    ts_ref_ext: i64,
+    seq_max_ext: i64,
+    seq_min_ext: i64,
+    received: u64,
+}
+
+impl Stream {
+    fn ext_ts(&self, ts: u32) -> i64 {
+        self.ts_ref_ext + ts.wrapping_sub(self.ts_ref) as i32 as i64
+    }
+    fn ext_seq(&self, seq: u16) -> i64 {
+        self.seq_max_ext + seq.wrapping_sub(self.seq_max_ext as u16) as i16 as i64
+    }
+    fn lost(&self) -> u64 {
+        let expected = self.seq_max_ext - self.seq_min_ext + 1;
+        (expected - self.received as i64).max(0) as u64
+    }
+}
+
+struct ChannelState {
+    spec: ChannelSpec,
+    stream: Option<Stream>,
+    counters: ChannelCounters,
+    /// Lost packets of streams replaced by a re-anchor.
+    lost_before: u64,
+    /// Extended sequence numbers recently placed, indexed by `ext & (DUP_SLOTS - 1)`.
+    placed: [i64; DUP_SLOTS],
+    last_codec: Option<Codec>,
+}
+
+enum Rings {
+    Law(Codec, [Vec<u8>; 2]),
+    Linear([Vec<i16>; 2]),
+}
+
+/// The placement buffer of one recording (both channels).
+pub struct Placement {
+    rings: Rings,
+    mask: usize,
+    window: i64,
+    origin: Option<Timestamp>,
+    committed: i64,
+    newest: i64,
+    chans: [ChannelState; 2],
+    pauses: Vec<(Timestamp, Option<Timestamp>)>,
+}
+
+impl Placement {
+    /// A buffer for the two channels' streams, storing `kind` samples.
+    pub fn new(channels: [ChannelSpec; 2], kind: SampleKind, config: PlacementConfig) -> Self {
+        let window = config.window_samples.max(1) as i64;
+        let cap = (window as usize + 2 * super::MAX_RTP_LEN).next_power_of_two();
+        let rings = match kind {
+            SampleKind::Law(c) => Rings::Law(c, [vec![c.silence(); cap], vec![c.silence(); cap]]),
+            SampleKind::Linear => Rings::Linear([vec![0; cap], vec![0; cap]]),
+        };
+        let [l, r] = channels;
+        let chan = |spec| ChannelState {
+            spec,
+            stream: None,
+            counters: ChannelCounters::default(),
+            lost_before: 0,
+            placed: [i64::MIN; DUP_SLOTS],
+            last_codec: None,
+        };
+        Placement {
+            rings,
+            mask: cap - 1,
+            window,
+            origin: None,
+            committed: 0,
+            newest: 0,
+            chans: [chan(l), chan(r)],
+            pauses: Vec::new(),
+        }
+    }
+
+    /// What the rings hold.
+    pub fn kind(&self) -> SampleKind {
+        match self.rings {
+            Rings::Law(c, _) => SampleKind::Law(c),
+            Rings::Linear(_) => SampleKind::Linear,
+        }
+    }
+
+    /// Capture time of sample 0, once the first packet arrived.
+    pub fn origin(&self) -> Option<Timestamp> {
+        self.origin
+    }
+
+    /// Samples per channel handed to the sink so far.
+    pub fn committed(&self) -> i64 {
+        self.committed
+    }
+
+    /// The channel's counters, with `lost` brought up to date.
+    pub fn counters(&self, ch: Channel) -> ChannelCounters {
+        let c = &self.chans[ch.index()];
+        let mut out = c.counters;
+        out.lost = c.lost_before + c.stream.map_or(0, |s| s.lost());
+        out
+    }
+
+    /// The codec of the channel's last audio packet.
+    pub fn last_codec(&self, ch: Channel) -> Option<Codec> {
+        self.chans[ch.index()].last_codec
+    }
+
+    /// Pause intervals (capture clock); an open pause has no end.
+    pub fn pauses(&self) -> &[(Timestamp, Option<Timestamp>)] {
+        &self.pauses
+    }
+
+    /// From `at` on, the recording is silent until `resume`. A second pause is ignored.
+    pub fn pause(&mut self, at: Timestamp) {
+        if !matches!(self.pauses.last(), Some((_, None))) {
+            self.pauses.push((at, None));
+        }
+    }
+
+    /// Ends the open pause, if any.
+    pub fn resume(&mut self, at: Timestamp) {
+        if let Some((start, end @ None)) = self.pauses.last_mut() {
+            *end = Some(at.max(*start));
+        }
+    }
+
+    fn pos_of(&self, t: Timestamp) -> i64 {
+        let origin = self.origin.unwrap_or(t);
+        t.nanos_since(origin).div_euclid(NANOS_PER_SAMPLE)
+    }
+
+    /// Places one RTP packet (`bytes` is the whole UDP payload) captured at `ts` on `ch`,
+    /// handing to `sink` whatever audio that pushes out of the window.
+    pub fn place<F: FnMut(Frames<'_>)>(
+        &mut self,
+        ch: Channel,
+        ts: Timestamp,
+        bytes: &[u8],
+        sink: &mut F,
+    ) {
+        let ci = ch.index();
+        let c = &mut self.chans[ci];
+        c.counters.packets += 1;
+        c.counters.bytes += bytes.len() as u64;
+        let Ok(pkt) = RtpPacket::new_checked(bytes) else {
+            c.counters.invalid += 1;
+            return;
+        };
+        let pt = pkt.payload_type();
+        if c.spec.event_pt == Some(pt) {
+            c.counters.events += 1;
+            return;
+        }
+        let Some(codec) = c.spec.codec_of(pt) else {
+            c.counters.unknown_pt += 1;
+            return;
+        };
+        let payload = pkt.payload();
+        if payload.is_empty() {
+            return;
+        }
+        if self.origin.is_none() {
+            self.origin = Some(ts);
+        }
+        let capture_pos = self.pos_of(ts).max(self.committed);
+        let c = &mut self.chans[ci];
+        c.last_codec = Some(codec);
+
+        let fresh = |pos: i64| Stream {
+            ssrc: pkt.ssrc(),
+            offset: pos - pkt.timestamp() as i64,
+            ts_ref: pkt.timestamp(),
+            ts_ref_ext: pkt.timestamp() as i64,
+            seq_max_ext: pkt.seq() as i64,
+            seq_min_ext: pkt.seq() as i64,
+            received: 0,
+        };
+        let mut stream = match c.stream {
+            None => fresh(capture_pos),
+            Some(s) => {
+                let jump = (s.ext_ts(pkt.timestamp()) - s.ts_ref_ext).abs() > REANCHOR_SAMPLES;
+                if s.ssrc != pkt.ssrc() || jump {
+                    c.counters.reanchors += 1;
+                    c.lost_before += s.lost();
+                    c.placed = [i64::MIN; DUP_SLOTS];
+                    fresh(capture_pos)
+                } else {
+                    s
+                }
+            }
+        };
+        let ext_seq = stream.ext_seq(pkt.seq());
+        let slot = ext_seq as usize & (DUP_SLOTS - 1);
+        if c.placed[slot] == ext_seq {
+            c.counters.duplicate += 1;
+            c.stream = Some(stream);
+            return;
+        }
+        c.placed[slot] = ext_seq;
+        stream.received += 1;
+        stream.seq_max_ext = stream.seq_max_ext.max(ext_seq);
+        stream.seq_min_ext = stream.seq_min_ext.min(ext_seq);
+        let ext_ts = stream.ext_ts(pkt.timestamp());
+        if ext_ts > stream.ts_ref_ext {
+            stream.ts_ref = pkt.timestamp();
+            stream.ts_ref_ext = ext_ts;
+        }
+        c.stream = Some(stream);
+
+        let pos = ext_ts + stream.offset;
+        let end = pos + payload.len() as i64;
+        if end <= self.committed {
+            self.chans[ci].counters.late += 1;
+            return;
+        }
+        if end > self.newest {
+            self.newest = end;
+            self.commit_to(self.newest - self.window, sink);
+        }
+        // A packet straddling the commit point keeps its uncommitted tail.
+        let skip = (self.committed - pos).max(0) as usize;
+        let (start, payload) = (pos + skip as i64, &payload[skip..]);
+        let mask = self.mask;
+        let first = start as usize & mask;
+        let n1 = payload.len().min(mask + 1 - first);
+        let (a, b) = payload.split_at(n1);
+        match &mut self.rings {
+            Rings::Law(out, rings) if *out == codec => {
+                let ring = &mut rings[ci];
+                ring[first..first + n1].copy_from_slice(a);
+                ring[..b.len()].copy_from_slice(b);
+            }
+            Rings::Law(out, rings) => {
+                let ring = &mut rings[ci];
+                for (d, s) in ring[first..first + n1].iter_mut().zip(a) {
+                    *d = codec.transcode(*s, *out);
+                }
+                for (d, s) in ring[..b.len()].iter_mut().zip(b) {
+                    *d = codec.transcode(*s, *out);
+                }
+            }
+            Rings::Linear(rings) => {
+                let ring = &mut rings[ci];
+                let table = codec.to_linear_table();
+                for (d, s) in ring[first..first + n1].iter_mut().zip(a) {
+                    *d = table[*s as usize];
+                }
+                for (d, s) in ring[..b.len()].iter_mut().zip(b) {
+                    *d = table[*s as usize];
+                }
+            }
+        }
+    }
+
+    /// Commits everything placed so far (at Stop or when the ring is abandoned).
+    pub fn flush<F: FnMut(Frames<'_>)>(&mut self, sink: &mut F) {
+        self.commit_to(self.newest, sink);
+    }
+
+    /// Hands `[committed, target)` to the sink in ring-contiguous pieces, silencing paused
+    /// spans first, and resets the handed-out slots to silence for the next lap.
+    fn commit_to<F: FnMut(Frames<'_>)>(&mut self, target: i64, sink: &mut F) {
+        let cap = self.mask + 1;
+        while self.committed < target {
+            let start = self.committed as usize & self.mask;
+            let n = ((target - self.committed) as usize).min(cap - start);
+            let (lo, hi) = (self.committed, self.committed + n as i64);
+            for i in 0..self.pauses.len() {
+                let (p0, p1) = self.pauses[i];
+                let a = self.pos_of(p0).max(lo);
+                let b = p1.map_or(hi, |t| self.pos_of(t)).min(hi);
+                if a < b {
+                    let r = start + (a - lo) as usize..start + (b - lo) as usize;
+                    self.silence(r);
+                }
+            }
+            let range = start..start + n;
+            match &self.rings {
+                Rings::Law(_, [l, r]) => sink(Frames::Law(&l[range.clone()], &r[range.clone()])),
+                Rings::Linear([l, r]) => sink(Frames::Linear(&l[range.clone()], &r[range.clone()])),
+            }
+            self.silence(range);
+            self.committed = hi;
+        }
+    }
+
+    fn silence(&mut self, range: core::ops::Range<usize>) {
+        match &mut self.rings {
+            Rings::Law(c, rings) => {
+                for ring in rings {
+                    ring[range.clone()].fill(c.silence());
+                }
+            }
+            Rings::Linear(rings) => {
+                for ring in rings {
+                    ring[range.clone()].fill(0);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "jitter_tests.rs"]
+mod tests;

@@ -1,0 +1,209 @@
+//! One recording on a writer: its placement buffer, its WAV file, its pauses and failure
+//! state, and the sidecar written when it stops.
+
+use super::jitter::{ChannelCounters, Frames, Placement, PlacementConfig, SampleKind};
+use super::sidecar::{self, SidecarFacts};
+use super::wav::WavOut;
+use super::{Codec, OutputFormat, RecordingSpec, RtpItem};
+use crate::flow::{Channel, RecordingId};
+use crate::Timestamp;
+use std::time::{Duration, Instant};
+
+/// How often (wall time) the WAV header is brought up to date while audio is written.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// How a recording ended, for the writer's totals.
+#[derive(Clone, Copy, Debug)]
+pub struct RecordingOutcome {
+    /// The recording.
+    pub id: RecordingId,
+    /// The WAV or the sidecar could not be written (fully).
+    pub failed: bool,
+    /// Left and right counters.
+    pub channels: [ChannelCounters; 2],
+    /// Write errors seen.
+    pub write_errors: u64,
+}
+
+/// The samples a recording stores: PCM16 when asked, or when the two legs' preferred codecs
+/// differ; otherwise G.711 in the legs' common law.
+pub fn sample_kind(spec: &RecordingSpec) -> SampleKind {
+    if spec.format == OutputFormat::Pcm16 {
+        return SampleKind::Linear;
+    }
+    match (spec.channels[0].preferred(), spec.channels[1].preferred()) {
+        (Some(a), Some(b)) if a != b => SampleKind::Linear,
+        (Some(a), _) | (None, Some(a)) => SampleKind::Law(a),
+        (None, None) => SampleKind::Law(Codec::Pcma),
+    }
+}
+
+/// One recording being written.
+pub struct Recording {
+    spec: Box<RecordingSpec>,
+    placement: Placement,
+    wav: Option<WavOut>,
+    error: Option<String>,
+    write_errors: u64,
+    dirty: bool,
+    last_checkpoint: Instant,
+}
+
+impl Recording {
+    /// Opens the WAV for `spec`. A file that cannot be created gives a failed recording that
+    /// still counts packets and writes its sidecar at Stop.
+    pub fn open(spec: Box<RecordingSpec>, config: PlacementConfig, now: Instant) -> Self {
+        let kind = sample_kind(&spec);
+        let placement = Placement::new(spec.channels.clone(), kind, config);
+        let (wav, error) = match WavOut::create(&spec.wav_path, kind) {
+            Ok(w) => (Some(w), None),
+            Err(e) => {
+                tracing::error!(conf_id = %spec.conf_id, error = %e, "recording failed to open");
+                (None, Some(e.to_string()))
+            }
+        };
+        let write_errors = u64::from(error.is_some());
+        Recording { spec, placement, wav, error, write_errors, dirty: false, last_checkpoint: now }
+    }
+
+    /// The recording's id.
+    pub fn id(&self) -> RecordingId {
+        self.spec.id
+    }
+
+    /// The spec it was opened with.
+    pub fn spec(&self) -> &RecordingSpec {
+        &self.spec
+    }
+
+    /// True once a write failed (or the file could not be created).
+    pub fn is_failed(&self) -> bool {
+        self.error.is_some()
+    }
+
+    /// The channel's counters so far.
+    pub fn counters(&self, ch: Channel) -> ChannelCounters {
+        self.placement.counters(ch)
+    }
+
+    /// Places one RTP packet.
+    pub fn rtp(&mut self, item: &RtpItem) {
+        let Recording { placement, wav, error, write_errors, dirty, spec, .. } = self;
+        let mut sink =
+            |f: Frames<'_>| write_frames(wav, error, write_errors, dirty, &spec.conf_id, f);
+        placement.place(item.channel, item.ts, item.bytes(), &mut sink);
+    }
+
+    /// Silence from `at` until `resume`.
+    pub fn pause(&mut self, at: Timestamp) {
+        self.placement.pause(at);
+    }
+
+    /// Ends a pause.
+    pub fn resume(&mut self, at: Timestamp) {
+        self.placement.resume(at);
+    }
+
+    /// Rewrites the WAV header if audio was written since the last checkpoint and
+    /// [`CHECKPOINT_EVERY`] has passed.
+    pub fn checkpoint_if_due(&mut self, now: Instant) {
+        if !self.dirty || now.saturating_duration_since(self.last_checkpoint) < CHECKPOINT_EVERY {
+            return;
+        }
+        self.last_checkpoint = now;
+        self.dirty = false;
+        if let Some(w) = self.wav.as_mut() {
+            if let Err(e) = w.checkpoint() {
+                self.fail(e.to_string());
+            }
+        }
+    }
+
+    fn fail(&mut self, msg: String) {
+        tracing::error!(conf_id = %self.spec.conf_id, error = %msg, "recording write failed");
+        self.write_errors += 1;
+        self.error.get_or_insert(msg);
+        self.wav = None;
+    }
+
+    /// Flushes all placed audio, finalizes the WAV and writes the sidecar. `at` is the stop
+    /// time (None when the ring was abandoned: the last packet's time is used).
+    pub fn stop(mut self, at: Option<Timestamp>) -> RecordingOutcome {
+        {
+            let Recording { placement, wav, error, write_errors, dirty, spec, .. } = &mut self;
+            let mut sink =
+                |f: Frames<'_>| write_frames(wav, error, write_errors, dirty, &spec.conf_id, f);
+            placement.flush(&mut sink);
+        }
+        if let Some(w) = self.wav.take() {
+            if let Err(e) = w.finish() {
+                self.fail(e.to_string());
+            }
+        }
+        let origin = self.placement.origin();
+        let duration = self.placement.committed().max(0) as u64;
+        let last_audio = origin.map(|o| o.plus_nanos(duration * 125_000));
+        let stop = at.or(last_audio).unwrap_or(self.spec.started);
+        let format = match self.placement.kind() {
+            SampleKind::Law(Codec::Pcma) => "g711-alaw",
+            SampleKind::Law(Codec::Pcmu) => "g711-ulaw",
+            SampleKind::Linear => "pcm16",
+        };
+        let codec = |ch: Channel, i: usize| {
+            self.placement.last_codec(ch).or(self.spec.channels[i].preferred()).map(Codec::name)
+        };
+        let channels =
+            [self.placement.counters(Channel::Left), self.placement.counters(Channel::Right)];
+        let wav_name = self
+            .spec
+            .wav_path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let facts = SidecarFacts {
+            format,
+            wav_name,
+            codecs: [codec(Channel::Left, 0), codec(Channel::Right, 1)],
+            started: self.spec.started,
+            origin,
+            stop,
+            duration_samples: duration,
+            pauses: self.placement.pauses(),
+            channels,
+            error: self.error.as_deref(),
+        };
+        let json = sidecar::build(&self.spec.sidecar, &facts);
+        if let Err(e) = sidecar::write_atomic(&self.spec.sidecar_path, &json) {
+            let msg = format!("cannot write sidecar {}: {e}", self.spec.sidecar_path.display());
+            self.fail(msg);
+        }
+        RecordingOutcome {
+            id: self.spec.id,
+            failed: self.error.is_some(),
+            channels,
+            write_errors: self.write_errors,
+        }
+    }
+}
+
+/// The placement sink: writes committed frames, or turns the first write error into a failed
+/// recording that no longer writes.
+fn write_frames(
+    wav: &mut Option<WavOut>,
+    error: &mut Option<String>,
+    write_errors: &mut u64,
+    dirty: &mut bool,
+    conf_id: &str,
+    f: Frames<'_>,
+) {
+    let Some(w) = wav.as_mut() else { return };
+    match w.write(f) {
+        Ok(()) => *dirty = true,
+        Err(e) => {
+            tracing::error!(conf_id, error = %e, "recording write failed");
+            *write_errors += 1;
+            error.get_or_insert(e.to_string());
+            *wav = None;
+        }
+    }
+}

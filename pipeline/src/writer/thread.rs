@@ -1,0 +1,280 @@
+//! The writer thread: owns its recordings, drains its SPSC ring in bursts, keeps headers
+//! fresh, and finalizes everything when the producer goes away.
+
+use super::jitter::PlacementConfig;
+use super::recording::{Recording, RecordingOutcome};
+use super::WriterMsg;
+use crate::flow::RecordingId;
+use rustc_hash::FxHashMap;
+use std::time::{Duration, Instant};
+
+/// Messages taken from the ring per burst.
+pub const WRITER_BURST: usize = 256;
+/// How often the loop looks at every recording's header deadline.
+const TICK_EVERY: Duration = Duration::from_millis(100);
+
+/// Tuning of a writer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriterConfig {
+    /// The placement buffer of each recording.
+    pub placement: PlacementConfig,
+}
+
+/// A writer's totals, for the CLI summary.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct WriterReport {
+    /// Recordings started.
+    pub recordings_opened: u64,
+    /// Recordings finalized (by Stop or at shutdown).
+    pub recordings_closed: u64,
+    /// Recordings whose WAV or sidecar could not be fully written.
+    pub recordings_failed: u64,
+    /// RTP packets taken for recordings.
+    pub packets: u64,
+    /// Packets lost (sequence gaps).
+    pub lost: u64,
+    /// Packets that came too late to be placed.
+    pub late: u64,
+    /// Duplicate packets.
+    pub duplicate: u64,
+    /// RFC 4733 events.
+    pub events: u64,
+    /// Packets of payload types not announced as PCMA/PCMU.
+    pub unknown_pt: u64,
+    /// Packets that were not valid RTP.
+    pub invalid: u64,
+    /// Stream re-anchors (SSRC change, timestamp jump).
+    pub reanchors: u64,
+    /// RTP or commands for a recording this writer does not hold.
+    pub orphans: u64,
+    /// Write errors (full disk, ...).
+    pub write_errors: u64,
+}
+
+impl WriterReport {
+    /// Adds `other` into `self` (to total several writers).
+    pub fn merge(&mut self, other: &WriterReport) {
+        self.recordings_opened += other.recordings_opened;
+        self.recordings_closed += other.recordings_closed;
+        self.recordings_failed += other.recordings_failed;
+        self.packets += other.packets;
+        self.lost += other.lost;
+        self.late += other.late;
+        self.duplicate += other.duplicate;
+        self.events += other.events;
+        self.unknown_pt += other.unknown_pt;
+        self.invalid += other.invalid;
+        self.reanchors += other.reanchors;
+        self.orphans += other.orphans;
+        self.write_errors += other.write_errors;
+    }
+
+    fn add_outcome(&mut self, o: &RecordingOutcome) {
+        self.recordings_closed += 1;
+        self.recordings_failed += u64::from(o.failed);
+        self.write_errors += o.write_errors;
+        for c in &o.channels {
+            self.packets += c.packets;
+            self.lost += c.lost;
+            self.late += c.late;
+            self.duplicate += c.duplicate;
+            self.events += c.events;
+            self.unknown_pt += c.unknown_pt;
+            self.invalid += c.invalid;
+            self.reanchors += c.reanchors;
+        }
+    }
+}
+
+/// One writer: the recordings it owns and its totals. Drive it with [`Writer::handle`] (and
+/// [`Writer::tick`] when idle), or let [`run`] do so from a ring.
+pub struct Writer {
+    index: usize,
+    config: WriterConfig,
+    recordings: FxHashMap<RecordingId, Recording>,
+    report: WriterReport,
+    last_tick: Option<Instant>,
+}
+
+impl Writer {
+    /// An empty writer; `index` names it in logs.
+    pub fn new(index: usize, config: WriterConfig) -> Self {
+        Writer {
+            index,
+            config,
+            recordings: FxHashMap::default(),
+            report: WriterReport::default(),
+            last_tick: None,
+        }
+    }
+
+    /// Handles one message; `now_wall` (read once per burst by the caller) paces header
+    /// checkpoints.
+    pub fn handle(&mut self, msg: WriterMsg, now_wall: Instant) {
+        match msg {
+            WriterMsg::Rtp(item) => match self.recordings.get_mut(&item.recording) {
+                Some(r) => r.rtp(&item),
+                None => self.report.orphans += 1,
+            },
+            WriterMsg::Start(spec) => {
+                tracing::debug!(writer = self.index, conf_id = %spec.conf_id, "recording start");
+                self.report.recordings_opened += 1;
+                let rec = Recording::open(spec, self.config.placement, now_wall);
+                if let Some(old) = self.recordings.insert(rec.id(), rec) {
+                    tracing::warn!(writer = self.index, id = ?old.id(), "recording started twice; finalizing the first");
+                    let o = old.stop(None);
+                    self.report.add_outcome(&o);
+                }
+            }
+            WriterMsg::Pause { recording, at } => match self.recordings.get_mut(&recording) {
+                Some(r) => r.pause(at),
+                None => self.report.orphans += 1,
+            },
+            WriterMsg::Resume { recording, at } => match self.recordings.get_mut(&recording) {
+                Some(r) => r.resume(at),
+                None => self.report.orphans += 1,
+            },
+            WriterMsg::Stop { recording, at } => match self.recordings.remove(&recording) {
+                Some(r) => {
+                    let o = r.stop(Some(at));
+                    self.report.add_outcome(&o);
+                }
+                None => self.report.orphans += 1,
+            },
+        }
+    }
+
+    /// Brings due WAV headers up to date; cheap to call once per burst.
+    pub fn tick(&mut self, now_wall: Instant) {
+        if self.last_tick.is_some_and(|t| now_wall.saturating_duration_since(t) < TICK_EVERY) {
+            return;
+        }
+        self.last_tick = Some(now_wall);
+        for r in self.recordings.values_mut() {
+            r.checkpoint_if_due(now_wall);
+        }
+    }
+
+    /// Finalizes every open recording (producer gone, shutdown).
+    pub fn finish_all(&mut self) {
+        let mut ids: Vec<RecordingId> = self.recordings.keys().copied().collect();
+        ids.sort();
+        for id in ids {
+            if let Some(r) = self.recordings.remove(&id) {
+                let o = r.stop(None);
+                self.report.add_outcome(&o);
+            }
+        }
+    }
+
+    /// Recordings currently open.
+    pub fn open_recordings(&self) -> usize {
+        self.recordings.len()
+    }
+
+    /// Totals so far (closed recordings' packets are counted when they close).
+    pub fn report(&self) -> WriterReport {
+        self.report
+    }
+}
+
+/// The writer loop: drains `consumer` in bursts until its producer is gone and the ring is
+/// empty, then finalizes all open recordings and returns the totals.
+pub fn run(
+    mut consumer: rtrb::Consumer<WriterMsg>,
+    index: usize,
+    config: WriterConfig,
+) -> WriterReport {
+    let mut writer = Writer::new(index, config);
+    let mut idle: u32 = 0;
+    loop {
+        let n = consumer.slots().min(WRITER_BURST);
+        if n > 0 {
+            idle = 0;
+            let now = Instant::now();
+            if let Ok(chunk) = consumer.read_chunk(n) {
+                for msg in chunk {
+                    writer.handle(msg, now);
+                }
+            }
+            writer.tick(now);
+            continue;
+        }
+        if consumer.is_abandoned() {
+            if consumer.slots() == 0 {
+                break;
+            }
+            continue;
+        }
+        writer.tick(Instant::now());
+        // Spin briefly, then sleep longer the longer the ring stays empty: the machine may
+        // have fewer cores than threads, and an idle writer must not steal the capture core.
+        idle = idle.saturating_add(1);
+        if idle < 64 {
+            std::hint::spin_loop();
+        } else if idle < 128 {
+            std::thread::yield_now();
+        } else {
+            let us = (50u64 << ((idle - 128) / 64).min(4)).min(1000);
+            std::thread::sleep(Duration::from_micros(us));
+        }
+    }
+    writer.finish_all();
+    let report = writer.report();
+    tracing::debug!(writer = index, ?report, "writer done");
+    report
+}
+
+/// Starts writer `index` on its own thread (pinned to `core` when given) with a ring of
+/// `ring_capacity` messages and the default configuration.
+pub fn spawn_writer(
+    index: usize,
+    core: Option<usize>,
+    ring_capacity: usize,
+) -> (rtrb::Producer<WriterMsg>, std::thread::JoinHandle<WriterReport>) {
+    spawn_writer_with(index, core, ring_capacity, WriterConfig::default())
+}
+
+/// [`spawn_writer`] with a configuration. Should the OS refuse a thread, this logs it and
+/// returns a writer that has already finished (its producer is abandoned at once); use
+/// [`try_spawn_writer_with`] to see the error.
+pub fn spawn_writer_with(
+    index: usize,
+    core: Option<usize>,
+    ring_capacity: usize,
+    config: WriterConfig,
+) -> (rtrb::Producer<WriterMsg>, std::thread::JoinHandle<WriterReport>) {
+    match try_spawn_writer_with(index, core, ring_capacity, config) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::error!(writer = index, error = %e, "cannot start writer thread");
+            let (producer, _) = rtrb::RingBuffer::new(1);
+            // A second failure here would panic inside std; the system is out of threads.
+            (producer, std::thread::spawn(WriterReport::default))
+        }
+    }
+}
+
+/// Starts a writer thread, or says why the OS would not.
+pub fn try_spawn_writer_with(
+    index: usize,
+    core: Option<usize>,
+    ring_capacity: usize,
+    config: WriterConfig,
+) -> std::io::Result<(rtrb::Producer<WriterMsg>, std::thread::JoinHandle<WriterReport>)> {
+    let (producer, consumer) = rtrb::RingBuffer::new(ring_capacity.max(1));
+    let body = move || {
+        if let Some(id) = core {
+            if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
+                tracing::warn!(
+                    writer = index,
+                    core = id,
+                    "cannot pin writer to core; running unpinned"
+                );
+            }
+        }
+        run(consumer, index, config)
+    };
+    let handle = std::thread::Builder::new().name(format!("callrec-writer-{index}")).spawn(body)?;
+    Ok((producer, handle))
+}

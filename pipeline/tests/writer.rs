@@ -1,0 +1,248 @@
+//! Writer end to end: recordings fed through `Writer::handle` and through `spawn_writer`'s
+//! ring, files and sidecars read back.
+
+use callrec_pipeline::flow::{Channel, RecordingId};
+use callrec_pipeline::writer::{
+    g711, spawn_writer, ChannelSpec, Codec, OutputFormat, RecordingSpec, RtpItem, Writer,
+    WriterConfig, WriterMsg, MAX_RTP_LEN,
+};
+use callrec_pipeline::Timestamp;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const T0: u64 = 1_764_000_000_000_000_000;
+const MS: u64 = 1_000_000;
+
+fn chan(pt: u8, codec: Codec) -> ChannelSpec {
+    let mut payload_types = heapless::Vec::new();
+    payload_types.push((pt, codec)).unwrap();
+    ChannelSpec { payload_types, event_pt: Some(101) }
+}
+
+fn spec(dir: &Path, id: u32, format: OutputFormat, codecs: [Codec; 2]) -> Box<RecordingSpec> {
+    let conf_id = format!("conf-{id}");
+    let pt = |c| if c == Codec::Pcma { 8 } else { 0 };
+    let mut sidecar = serde_json::Map::new();
+    sidecar.insert("conf_id".into(), conf_id.clone().into());
+    Box::new(RecordingSpec {
+        id: RecordingId(id),
+        wav_path: dir.join(format!("{conf_id}.wav")),
+        sidecar_path: dir.join(format!("{conf_id}.json")),
+        conf_id,
+        format,
+        channels: [chan(pt(codecs[0]), codecs[0]), chan(pt(codecs[1]), codecs[1])],
+        started: Timestamp(T0),
+        sidecar,
+    })
+}
+
+fn item(id: u32, ch: Channel, at_ms: u64, seq: u16, pt: u8, fill: u8) -> RtpItem {
+    let mut data = [0u8; MAX_RTP_LEN];
+    data[0] = 0x80;
+    data[1] = pt;
+    data[2..4].copy_from_slice(&seq.to_be_bytes());
+    data[4..8].copy_from_slice(&(seq as u32 * 160).to_be_bytes());
+    data[8..12].copy_from_slice(&(0xABCD + ch.index() as u32).to_be_bytes());
+    data[12..172].fill(fill);
+    RtpItem {
+        recording: RecordingId(id),
+        channel: ch,
+        ts: Timestamp(T0 + at_ms * MS),
+        len: 172,
+        data,
+    }
+}
+
+/// Pushes, waiting while the ring is full (the writer drains it).
+fn push(tx: &mut rtrb::Producer<WriterMsg>, mut m: WriterMsg) {
+    loop {
+        match tx.push(m) {
+            Ok(()) => return,
+            Err(rtrb::PushError::Full(back)) => {
+                m = back;
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
+fn u32_at(d: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([d[at], d[at + 1], d[at + 2], d[at + 3]])
+}
+
+fn sidecar(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+#[test]
+fn g711_recording_with_pause_checkpoint_and_sidecar() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Writer::new(0, WriterConfig::default());
+    let t = Instant::now();
+    w.handle(WriterMsg::Start(spec(dir.path(), 1, OutputFormat::G711, [Codec::Pcma; 2])), t);
+    for i in 0..100u16 {
+        let at = i as u64 * 20;
+        if i == 25 {
+            w.handle(
+                WriterMsg::Pause { recording: RecordingId(1), at: Timestamp(T0 + 500 * MS) },
+                t,
+            );
+        }
+        if i == 50 {
+            w.handle(
+                WriterMsg::Resume { recording: RecordingId(1), at: Timestamp(T0 + 1000 * MS) },
+                t,
+            );
+        }
+        w.handle(WriterMsg::Rtp(item(1, Channel::Left, at, i, 8, 0x11)), t);
+        w.handle(WriterMsg::Rtp(item(1, Channel::Right, at, i, 8, 0x22)), t);
+    }
+    // a killed process now would leave this file: its header must describe what is there
+    w.tick(t + Duration::from_secs(2));
+    let d = std::fs::read(dir.path().join("conf-1.wav")).unwrap();
+    assert_eq!(&d[0..4], b"RIFF");
+    let data_len = u32_at(&d, 54) as usize;
+    assert!(data_len > 0 && data_len <= d.len() - 58, "data {data_len} file {}", d.len());
+    assert_eq!(u32_at(&d, 4) as usize, 50 + data_len);
+
+    w.handle(WriterMsg::Stop { recording: RecordingId(1), at: Timestamp(T0 + 2100 * MS) }, t);
+    assert_eq!(w.open_recordings(), 0);
+    let d = std::fs::read(dir.path().join("conf-1.wav")).unwrap();
+    assert_eq!(u16::from_le_bytes([d[20], d[21]]), 6);
+    assert_eq!(u32_at(&d, 54), 2 * 16000);
+    let data = &d[58..];
+    let (l, r): (Vec<u8>, Vec<u8>) = data.chunks(2).map(|p| (p[0], p[1])).unzip();
+    let s = g711::ALAW_SILENCE;
+    assert!(l[..4000].iter().all(|&b| b == 0x11));
+    assert!(l[4000..8000].iter().all(|&b| b == s), "paused span is silent");
+    assert!(l[8000..].iter().all(|&b| b == 0x11));
+    assert!(r[..4000].iter().all(|&b| b == 0x22) && r[4000..8000].iter().all(|&b| b == s));
+
+    let j = sidecar(&dir.path().join("conf-1.json"));
+    assert_eq!(j["conf_id"], "conf-1");
+    assert_eq!(j["format"], "g711-alaw");
+    assert_eq!(j["wav"], "conf-1.wav");
+    assert_eq!(j["codec"]["left"], "PCMA");
+    assert_eq!(j["duration_samples"], 16000);
+    assert_eq!(j["pauses"][0]["start"], (T0 + 500 * MS) as f64 / 1e9);
+    assert_eq!(j["channels"]["left"]["packets"], 100);
+    assert_eq!(j["channels"]["right"]["lost"], 0);
+    assert_eq!(j["failed"], false);
+    let rep = w.report();
+    assert_eq!((rep.recordings_opened, rep.recordings_closed, rep.packets), (1, 1, 200));
+}
+
+#[test]
+fn mixed_codecs_give_pcm16_read_back_with_hound() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Writer::new(0, WriterConfig::default());
+    let t = Instant::now();
+    w.handle(
+        WriterMsg::Start(spec(dir.path(), 2, OutputFormat::G711, [Codec::Pcma, Codec::Pcmu])),
+        t,
+    );
+    for i in 0..10u16 {
+        w.handle(WriterMsg::Rtp(item(2, Channel::Left, i as u64 * 20, i, 8, 0xAA)), t);
+        w.handle(WriterMsg::Rtp(item(2, Channel::Right, i as u64 * 20, i, 0, 0x80)), t);
+    }
+    w.handle(WriterMsg::Stop { recording: RecordingId(2), at: Timestamp(T0 + 200 * MS) }, t);
+    let r = hound::WavReader::open(dir.path().join("conf-2.wav")).unwrap();
+    assert_eq!((r.spec().channels, r.spec().bits_per_sample, r.spec().sample_rate), (2, 16, 8000));
+    let s: Vec<i16> = r.into_samples::<i16>().map(|x| x.unwrap()).collect();
+    assert_eq!(s.len(), 2 * 1600);
+    assert!(s.chunks(2).all(|p| p == [32256, 32124]));
+    let j = sidecar(&dir.path().join("conf-2.json"));
+    assert_eq!(j["format"], "pcm16");
+    assert_eq!(j["codec"]["right"], "PCMU");
+}
+
+#[test]
+fn a_failing_recording_does_not_stop_the_others() {
+    if !Path::new("/dev/full").exists() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Writer::new(0, WriterConfig::default());
+    let t = Instant::now();
+    let mut bad = spec(dir.path(), 3, OutputFormat::G711, [Codec::Pcmu; 2]);
+    bad.wav_path = "/dev/full".into();
+    w.handle(WriterMsg::Start(bad), t);
+    w.handle(WriterMsg::Start(spec(dir.path(), 4, OutputFormat::G711, [Codec::Pcmu; 2])), t);
+    // 60 s of audio: far more than the write buffer, so /dev/full reports ENOSPC
+    for i in 0..3000u16 {
+        let at = i as u64 * 20;
+        for id in [3, 4] {
+            w.handle(WriterMsg::Rtp(item(id, Channel::Left, at, i, 0, 0x55)), t);
+        }
+        w.tick(t + Duration::from_millis(at));
+    }
+    for id in [3, 4] {
+        w.handle(
+            WriterMsg::Stop { recording: RecordingId(id), at: Timestamp(T0 + 60_000 * MS) },
+            t,
+        );
+    }
+    let rep = w.report();
+    assert_eq!((rep.recordings_closed, rep.recordings_failed), (2, 1));
+    assert!(rep.write_errors >= 1);
+    let j = sidecar(&dir.path().join("conf-3.json"));
+    assert_eq!(j["failed"], true);
+    assert!(j["error"].as_str().unwrap().contains("/dev/full"));
+    let d = std::fs::read(dir.path().join("conf-4.wav")).unwrap();
+    assert_eq!(u32_at(&d, 54) as usize, 2 * 3000 * 160);
+    assert_eq!(sidecar(&dir.path().join("conf-4.json"))["failed"], false);
+}
+
+#[test]
+fn orphans_are_counted() {
+    let mut w = Writer::new(0, WriterConfig::default());
+    let t = Instant::now();
+    w.handle(WriterMsg::Rtp(item(9, Channel::Left, 0, 0, 8, 1)), t);
+    w.handle(WriterMsg::Stop { recording: RecordingId(9), at: Timestamp(T0) }, t);
+    assert_eq!(w.report().orphans, 2);
+}
+
+#[test]
+fn spawn_writer_end_to_end_through_the_ring() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut tx, handle) = spawn_writer(0, None, 64);
+    let mut send = |m: WriterMsg| push(&mut tx, m);
+    send(WriterMsg::Start(spec(dir.path(), 5, OutputFormat::G711, [Codec::Pcmu; 2])));
+    send(WriterMsg::Start(spec(dir.path(), 6, OutputFormat::Pcm16, [Codec::Pcmu; 2])));
+    for i in 0..500u16 {
+        // right joins 1 s late; seq 100 of the left is lost
+        if i != 100 {
+            send(WriterMsg::Rtp(item(5, Channel::Left, i as u64 * 20, i, 0, 0x10)));
+        }
+        if i >= 50 {
+            send(WriterMsg::Rtp(item(5, Channel::Right, i as u64 * 20, i - 50, 0, 0x20)));
+        }
+        send(WriterMsg::Rtp(item(6, Channel::Left, i as u64 * 20, i, 0, 0x80)));
+    }
+    send(WriterMsg::Stop { recording: RecordingId(5), at: Timestamp(T0 + 10_000 * MS) });
+    // recording 6 is never stopped: the writer must finalize it when the producer goes
+    drop(tx);
+    let rep = handle.join().unwrap();
+    assert_eq!((rep.recordings_opened, rep.recordings_closed, rep.recordings_failed), (2, 2, 0));
+    assert_eq!(rep.lost, 1);
+    assert_eq!(rep.packets, 499 + 450 + 500);
+
+    let d = std::fs::read(dir.path().join("conf-5.wav")).unwrap();
+    assert_eq!(u16::from_le_bytes([d[20], d[21]]), 7);
+    assert_eq!(u32_at(&d, 54) as usize, 2 * 80_000);
+    let (l, r): (Vec<u8>, Vec<u8>) = d[58..].chunks(2).map(|p| (p[0], p[1])).unzip();
+    assert!(r[..8000].iter().all(|&b| b == 0xFF) && r[8000..].iter().all(|&b| b == 0x20));
+    assert!(l[16000..16160].iter().all(|&b| b == 0xFF), "lost packet is silence");
+    assert!(l[..16000].iter().chain(&l[16160..]).all(|&b| b == 0x10));
+
+    let s: Vec<i16> = hound::WavReader::open(dir.path().join("conf-6.wav"))
+        .unwrap()
+        .into_samples::<i16>()
+        .map(|x| x.unwrap())
+        .collect();
+    assert_eq!(s.len(), 2 * 80_000);
+    assert!(s.chunks(2).all(|p| p == [32124, 0]));
+    let j = sidecar(&dir.path().join("conf-6.json"));
+    assert_eq!(j["format"], "pcm16");
+    assert_eq!(j["channels"]["left"]["packets"], 500);
+}
