@@ -4,5 +4,7 @@
 //! commands and SIP trace lines. It never reads a clock or touches a socket.
 
 pub mod calls;
+pub mod msml;
 pub mod sdp;
 pub mod sip;
+pub mod uri;
