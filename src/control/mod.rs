@@ -5,6 +5,7 @@
 
 pub mod calls;
 pub mod msml;
+pub mod roles;
 pub mod sdp;
 pub mod sip;
 pub mod uri;

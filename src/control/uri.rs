@@ -206,7 +206,7 @@ fn write_escaped(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
     Ok(())
 }
 
-fn unescape(s: &str) -> Result<String, UriError> {
+pub(crate) fn unescape(s: &str) -> Result<String, UriError> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
