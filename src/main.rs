@@ -80,6 +80,7 @@ fn main() -> ExitCode {
                 },
                 sip_trace: rec.sip_trace,
                 writers: writers.unwrap_or_else(default_writers),
+                conf_id_prefix: conf_id_prefix(),
             };
             match replay::run(opts) {
                 Ok(summary) => {
@@ -106,6 +107,13 @@ fn default_writers() -> usize {
     std::thread::available_parallelism().map(|n| n.get().saturating_sub(1)).unwrap_or(1).max(1)
 }
 
+/// `callrec-<start time in hex>`: unique per run, so runs sharing an output directory never
+/// overwrite each other's files.
+fn conf_id_prefix() -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    format!("callrec-{:x}", now.as_secs())
+}
+
 fn fail(msg: &str) -> ExitCode {
     eprintln!("callrec: {msg}");
     ExitCode::from(2)
@@ -128,7 +136,7 @@ fn print_summary(s: &ReplaySummary, out: &std::path::Path) {
     );
     println!(
         "audio: {} recordings written, {} failed; RTP lost {}, late {}, duplicate {}, events {}",
-        w.recordings_closed, w.recordings_failed, w.lost, w.late, w.duplicates, w.events
+        w.recordings_closed, w.recordings_failed, w.lost, w.late, w.duplicate, w.events
     );
     println!("wall time {:.3} s, {:.0} packets/s; files in {}", secs, p.rx as f64 / secs, out.display());
 }

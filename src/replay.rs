@@ -20,6 +20,11 @@ use std::time::{Duration, Instant};
 
 /// Slots per writer ring: a few hundred milliseconds of RTP at full replay speed.
 const RING_SLOTS: usize = 8192;
+/// IPv4 datagrams reassembled at once (SIP INVITEs with large SDP fragment).
+const REASSEMBLY_SLOTS: usize = 64;
+/// Fragments of a datagram must all arrive within this much capture time (RFC 791 suggests
+/// 15 s; Linux uses 30 s).
+const REASSEMBLY_TIMEOUT_NS: u64 = 30_000_000_000;
 
 /// What `callrec replay` was asked to do.
 pub struct ReplayOptions {
@@ -35,6 +40,8 @@ pub struct ReplayOptions {
     pub sip_trace: Option<PathBuf>,
     /// Number of writer threads.
     pub writers: usize,
+    /// Prefix of generated conf-ids (unique per run).
+    pub conf_id_prefix: String,
 }
 
 /// Why a replay could not run at all.
@@ -43,6 +50,9 @@ pub enum ReplayError {
     /// The capture could not be opened.
     #[error("{0}")]
     Capture(#[from] PortError),
+    /// The configuration cannot be used.
+    #[error("invalid configuration: {0}")]
+    Config(String),
     /// The output directory or trace file could not be created.
     #[error("cannot create {path}: {err}")]
     Output {
@@ -85,10 +95,12 @@ pub fn run(opts: ReplayOptions) -> Result<ReplaySummary, ReplayError> {
         writers,
         out_dir: opts.out.clone(),
         format: opts.format,
-    });
+        conf_id_prefix: opts.conf_id_prefix,
+    })
+    .map_err(|e| ReplayError::Config(e.to_string()))?;
     let (mut rings, handles): (Vec<_>, Vec<_>) = (0..writers).map(|i| spawn_writer(i, None, RING_SLOTS)).unzip();
     let mut flows = FlowTable::new();
-    let mut reasm = Ipv4Reassembler::new();
+    let mut reasm = Ipv4Reassembler::new(REASSEMBLY_SLOTS, REASSEMBLY_TIMEOUT_NS);
     let mut counters = Counters::default();
     let mut last_ts = Timestamp::default();
 

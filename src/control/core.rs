@@ -4,8 +4,8 @@
 //! Poll order (quinn/str0m style): after every `handle_*` call, drain `poll_output` until it
 //! returns `None`; check `poll_timeout` once per burst and call `handle_timeout` when due.
 
-use super::calls::{CallEvent, CallHandle, CallTracker, Party};
-use super::roles::{RecordRequest, RecordingRoles, RoleOutput, RolesConfig, SessionId};
+use super::calls::{CallEvent, CallHandle, CallTracker, CallTrackerConfig, Party};
+use super::roles::{RecordRequest, RecordingRoles, RoleError, RoleOutput, RolesConfig, SessionId};
 use super::sip::SipMessage;
 use super::triggers::{PartyView, StaticTriggers};
 use crate::config::Config;
@@ -25,6 +25,9 @@ pub struct ControlConfig {
     pub out_dir: PathBuf,
     /// File format asked for.
     pub format: OutputFormat,
+    /// Prefix of generated conf-ids; make it unique per run (e.g. from the start time) so runs
+    /// sharing an output directory never overwrite each other's files.
+    pub conf_id_prefix: String,
 }
 
 /// Control-core counters for the summary.
@@ -59,21 +62,28 @@ pub struct ControlCore {
 }
 
 impl ControlCore {
-    /// A control core with no calls.
-    pub fn new(cfg: ControlConfig) -> Self {
-        let roles = RecordingRoles::new(RolesConfig::local(
-            cfg.config.recording.resource_manager.clone(),
-            cfg.writers,
-            cfg.out_dir,
-            cfg.format,
-        ));
-        ControlCore {
-            tracker: CallTracker::new(),
+    /// A control core with no calls; fails when the configured RM address cannot go into a
+    /// Request-URI.
+    pub fn new(cfg: ControlConfig) -> Result<Self, RoleError> {
+        let roles = RecordingRoles::new(RolesConfig {
+            resource_manager: cfg.config.recording.resource_manager.clone(),
+            sip_server_addr: "127.0.0.1:5060".into(),
+            rm_addr: cfg.config.recording.resource_manager.clone(),
+            // Local MCPs live on their own loopback hosts so that no configured RM address
+            // can collide with them on the in-process transport.
+            mcp_addrs: (0..cfg.writers).map(|k| format!("127.0.{}.{}:5070", 1 + k / 250, 1 + k % 250)).collect(),
+            writers: cfg.writers,
+            out_dir: cfg.out_dir,
+            format: cfg.format,
+            conf_id_prefix: cfg.conf_id_prefix,
+        })?;
+        Ok(ControlCore {
+            tracker: CallTracker::new(CallTrackerConfig::default()),
             triggers: StaticTriggers::new(&cfg.config),
             roles,
             recorded: HashMap::new(),
             counters: ControlCounters::default(),
-        }
+        })
     }
 
     /// One SIP datagram from `src` to `dst`, captured at `now`. Malformed SIP is counted and
@@ -148,7 +158,6 @@ impl ControlCore {
     }
 
     fn on_answered(&mut self, now: Timestamp, call: CallHandle, call_id: String, caller: Party, callee: Party) {
-        let view = |p: &Party| PartyView { dn: p.dn.as_deref(), sip_addr: p.sip_addr };
         let Some(decision) = self.triggers.decide(view(&caller), view(&callee)) else { return };
         let (customer, agent) = sides(decision.customer_is_caller, caller, callee);
         let (Some(customer_media), Some(agent_media)) = (customer.media, agent.media) else {
@@ -186,4 +195,8 @@ fn sides(customer_is_caller: bool, caller: Party, callee: Party) -> (Party, Part
     } else {
         (callee, caller)
     }
+}
+
+fn view(p: &Party) -> PartyView<'_> {
+    PartyView { dn: p.dn.as_deref(), sip_addr: p.sip_addr }
 }

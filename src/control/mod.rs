@@ -4,6 +4,10 @@
 //! commands and SIP trace lines. It never reads a clock or touches a socket.
 
 pub mod calls;
-pub mod triggers;
+pub mod core;
+pub mod msml;
+pub mod roles;
 pub mod sdp;
 pub mod sip;
+pub mod triggers;
+pub mod uri;

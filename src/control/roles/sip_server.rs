@@ -1,0 +1,494 @@
+//! The SIP Server role: the UAC of each recording session. It names the session (conf-id,
+//! Request-URI), sends the INVITE to the Resource Manager, ACKs, drives the recording with
+//! MSML INFOs and ends it with BYE, tracking each dialog's CSeq and route.
+
+use super::{
+    header_safe, escape_token, sdp_body, RecordRequest, RoleError, RolesConfig, SessionId, Transmit,
+    HDR_AGENT_DN, HDR_CALL_ID, HDR_CUSTOMER_DN, HDR_EXTENSION_PREFIX, HDR_TRIGGER, MSML_CONTENT_TYPE,
+};
+use crate::control::msml::{MsmlRequest, MsmlResult};
+use crate::control::sdp::MediaDescription;
+use crate::control::sip::{SipBuilder, SipMessage};
+use crate::control::uri::{ConfId, ConfIdGenerator, RequestUri};
+use callrec_pipeline::writer::{Codec, OutputFormat};
+use callrec_pipeline::Timestamp;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Where a session stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// INVITE sent, no final answer yet.
+    Inviting,
+    /// Dialog up, `<dialogstart>` sent or not yet answered.
+    Starting,
+    /// Recording.
+    Recording,
+    /// Recording, paused.
+    Paused,
+    /// `<dialogend>` or BYE sent.
+    Ending,
+    /// Refused or torn down; kept until the caller has seen the outcome.
+    Closed,
+}
+
+impl State {
+    fn name(self) -> &'static str {
+        match self {
+            State::Inviting => "being set up",
+            State::Starting => "starting",
+            State::Recording => "recording",
+            State::Paused => "paused",
+            State::Ending => "ending",
+            State::Closed => "closed",
+        }
+    }
+}
+
+/// What the caller's operation waited for (checked by [`SipServerRole::outcome`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Goal {
+    Recording,
+    Paused,
+    Closed,
+    /// A media update: the state stays as it was.
+    Unchanged,
+}
+
+/// The transaction a session waits on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pending {
+    Invite { cseq: u32, re: bool },
+    Info { cseq: u32, op: Op },
+    Bye { cseq: u32 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Start,
+    Pause,
+    Resume,
+    Stop,
+}
+
+impl Op {
+    fn step(self) -> &'static str {
+        match self {
+            Op::Start => "dialogstart",
+            Op::Pause => "pause",
+            Op::Resume => "resume",
+            Op::Stop => "dialogend",
+        }
+    }
+}
+
+struct Session {
+    conf_id: ConfId,
+    uri: RequestUri,
+    call_id: String,
+    local_tag: String,
+    remote_tag: Option<String>,
+    /// The MCP's Contact (Request-URI of in-dialog requests).
+    remote_target: Option<String>,
+    /// Record-Route of the 2xx, sent back as Route.
+    route: Vec<String>,
+    cseq: u32,
+    sdp_version: u32,
+    state: State,
+    pending: Option<Pending>,
+    /// The first refusal seen since the last operation began.
+    error: Option<RoleError>,
+    customer: MediaDescription,
+    agent: MediaDescription,
+}
+
+/// The SIP Server role. Sans-IO: operations and [`handle`](Self::handle) queue messages,
+/// drained with `drain_transmits`.
+pub struct SipServerRole {
+    addr: String,
+    rm_addr: String,
+    resource_manager: String,
+    out_dir: PathBuf,
+    format: OutputFormat,
+    confs: ConfIdGenerator,
+    next_session: u32,
+    next_branch: u64,
+    sessions: BTreeMap<SessionId, Session>,
+    outbox: Vec<Transmit>,
+}
+
+impl SipServerRole {
+    /// A SIP Server at `cfg.sip_server_addr` sending to the RM at `cfg.rm_addr`.
+    pub fn new(cfg: &RolesConfig) -> Result<SipServerRole, RoleError> {
+        Ok(SipServerRole {
+            addr: cfg.sip_server_addr.clone(),
+            rm_addr: cfg.rm_addr.clone(),
+            resource_manager: cfg.resource_manager.clone(),
+            out_dir: cfg.out_dir.clone(),
+            format: cfg.format,
+            confs: ConfIdGenerator::new(cfg.conf_id_prefix.clone())?,
+            next_session: 1,
+            next_branch: 1,
+            sessions: BTreeMap::new(),
+            outbox: Vec::new(),
+        })
+    }
+
+    /// This role's address.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Sessions held (not yet closed).
+    pub fn session_count(&self) -> usize {
+        self.sessions.values().filter(|s| s.state != State::Closed).count()
+    }
+
+    /// A session's conf-id.
+    pub fn conf_id(&self, id: SessionId) -> Option<&ConfId> {
+        self.sessions.get(&id).map(|s| &s.conf_id)
+    }
+
+    /// Names a new session and queues its INVITE to the RM.
+    pub fn start_recording(&mut self, _now: Timestamp, req: &RecordRequest) -> Result<SessionId, RoleError> {
+        let conf_id = match &req.conf_id {
+            Some(c) => ConfId::new(c.clone())?,
+            None => self.confs.next_id(),
+        };
+        if self.sessions.values().any(|s| s.conf_id == conf_id && s.state != State::Closed) {
+            return Err(RoleError::ConfIdInUse(conf_id.to_string()));
+        }
+        let uri = RequestUri::recording(conf_id.clone(), self.resource_manager.clone(), req.dn.clone())?;
+        let id = SessionId(self.next_session);
+        self.next_session = self.next_session.wrapping_add(1);
+        let session = Session {
+            call_id: format!("{conf_id}-{:x}@{}", id.0, super::host_of(&self.addr)),
+            local_tag: format!("ss{:x}", id.0),
+            conf_id,
+            uri,
+            remote_tag: None,
+            remote_target: None,
+            route: Vec::new(),
+            cseq: 1,
+            sdp_version: 1,
+            state: State::Inviting,
+            pending: Some(Pending::Invite { cseq: 1, re: false }),
+            error: None,
+            customer: labelled(&req.customer, "customer"),
+            agent: labelled(&req.agent, "agent"),
+        };
+        let uri_text = session.uri.to_string();
+        let branch = self.branch();
+        let mut b = SipBuilder::request("INVITE", &uri_text)
+            .via("UDP", &self.addr, &branch)
+            .max_forwards(70)
+            .from(&self.local_uri(), &session.local_tag)
+            .to(&uri_text, None)
+            .call_id(&session.call_id)
+            .cseq(1, "INVITE")
+            .contact(&self.local_uri());
+        for call_id in &req.call_ids {
+            b = b.header(HDR_CALL_ID, &header_safe(call_id));
+        }
+        b = b.header(HDR_TRIGGER, &header_safe(&req.trigger));
+        if let Some(dn) = &req.dns.0 {
+            b = b.header(HDR_CUSTOMER_DN, &header_safe(dn));
+        }
+        if let Some(dn) = &req.dns.1 {
+            b = b.header(HDR_AGENT_DN, &header_safe(dn));
+        }
+        for (k, v) in &req.extensions {
+            b = b.header(&format!("{HDR_EXTENSION_PREFIX}{}", escape_token(k)), &header_safe(v));
+        }
+        let sdp = sdp_body(&self.addr, session.sdp_version, &[&session.customer, &session.agent]);
+        let bytes = b.body("application/sdp", sdp.as_bytes());
+        self.outbox.push(Transmit { to: self.rm_addr.clone(), bytes });
+        self.sessions.insert(id, session);
+        Ok(id)
+    }
+
+    /// Queues INFO `<send event="pause">`.
+    pub fn pause(&mut self, now: Timestamp, id: SessionId) -> Result<(), RoleError> {
+        self.info(now, id, Op::Pause, &[State::Recording, State::Paused])
+    }
+
+    /// Queues INFO `<send event="resume">`.
+    pub fn resume(&mut self, now: Timestamp, id: SessionId) -> Result<(), RoleError> {
+        self.info(now, id, Op::Resume, &[State::Recording, State::Paused])
+    }
+
+    /// Queues INFO `<dialogend>`; BYE follows its answer.
+    pub fn stop(&mut self, now: Timestamp, id: SessionId) -> Result<(), RoleError> {
+        self.info(now, id, Op::Stop, &[State::Starting, State::Recording, State::Paused])
+    }
+
+    /// Queues a re-INVITE with the new streams.
+    pub fn update_media(
+        &mut self,
+        _now: Timestamp,
+        id: SessionId,
+        customer: MediaDescription,
+        agent: MediaDescription,
+    ) -> Result<(), RoleError> {
+        self.check(id, "update the media of", &[State::Starting, State::Recording, State::Paused])?;
+        let branch = self.branch();
+        let local = self.local_uri();
+        let addr = self.addr.clone();
+        let Some(s) = self.sessions.get_mut(&id) else { return Err(RoleError::UnknownSession(id)) };
+        s.customer = labelled(&customer, "customer");
+        s.agent = labelled(&agent, "agent");
+        s.sdp_version += 1;
+        s.cseq += 1;
+        s.pending = Some(Pending::Invite { cseq: s.cseq, re: true });
+        s.error = None;
+        let sdp = sdp_body(&addr, s.sdp_version, &[&s.customer, &s.agent]);
+        let bytes = in_dialog(s, "INVITE", s.cseq, &addr, &branch, &local)
+            .contact(&local)
+            .body("application/sdp", sdp.as_bytes());
+        self.outbox.push(Transmit { to: self.rm_addr.clone(), bytes });
+        Ok(())
+    }
+
+    /// Handles a message from the RM.
+    pub fn handle(&mut self, now: Timestamp, msg: &SipMessage) {
+        let Some(code) = msg.status() else {
+            // The SIP Server only ever sends requests in these dialogs; a request from the
+            // RM/MCP side (e.g. a BYE) is not part of the flow yet.
+            tracing::warn!(method = msg.method(), "SIP Server role ignores an incoming request");
+            return;
+        };
+        if code < 200 {
+            return;
+        }
+        let Some((&id, _)) = self.sessions.iter().find(|(_, s)| s.call_id == msg.call_id) else {
+            tracing::warn!(call_id = %msg.call_id, "response for an unknown recording dialog");
+            return;
+        };
+        let pending = self.sessions.get(&id).and_then(|s| s.pending);
+        match pending {
+            Some(Pending::Invite { cseq, re }) if msg.cseq == (cseq, "INVITE".to_string()) => {
+                self.on_invite_response(now, id, code, msg, cseq, re)
+            }
+            Some(Pending::Info { cseq, op }) if msg.cseq == (cseq, "INFO".to_string()) => {
+                self.on_info_response(now, id, code, msg, op)
+            }
+            Some(Pending::Bye { cseq }) if msg.cseq == (cseq, "BYE".to_string()) => {
+                if let Some(s) = self.sessions.get_mut(&id) {
+                    s.pending = None;
+                    s.state = State::Closed;
+                    if code >= 300 {
+                        s.error.get_or_insert(rejected(s, "BYE", code, msg));
+                    }
+                }
+            }
+            _ => tracing::debug!(cseq = ?msg.cseq, "response to no pending transaction"),
+        }
+    }
+
+    /// After an operation's exchange: Ok when the session reached `goal`, else the refusal.
+    /// A closed session is forgotten here.
+    pub(crate) fn outcome(&mut self, id: SessionId, goal: Goal) -> Result<(), RoleError> {
+        let Some(s) = self.sessions.get_mut(&id) else { return Err(RoleError::UnknownSession(id)) };
+        let error = s.error.take();
+        let step = match s.pending {
+            Some(Pending::Invite { re: false, .. }) => Some("INVITE"),
+            Some(Pending::Invite { re: true, .. }) => Some("re-INVITE"),
+            Some(Pending::Info { op, .. }) => Some(op.step()),
+            Some(Pending::Bye { .. }) => Some("BYE"),
+            None => None,
+        };
+        let conf_id = s.conf_id.to_string();
+        let reached = match goal {
+            Goal::Recording => s.state == State::Recording,
+            Goal::Paused => s.state == State::Paused,
+            Goal::Closed => s.state == State::Closed,
+            Goal::Unchanged => s.pending.is_none(),
+        };
+        if s.state == State::Closed {
+            self.sessions.remove(&id);
+        }
+        match (error, step) {
+            (Some(e), _) => Err(e),
+            (None, Some(step)) => Err(RoleError::NoAnswer { conf_id, step }),
+            (None, None) if reached => Ok(()),
+            (None, None) => Err(RoleError::NoAnswer { conf_id, step: "the last request" }),
+        }
+    }
+
+    pub(crate) fn drain_transmits(&mut self) -> Vec<Transmit> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    fn on_invite_response(&mut self, now: Timestamp, id: SessionId, code: u16, msg: &SipMessage, cseq: u32, re: bool) {
+        let branch = self.branch();
+        let local = self.local_uri();
+        let addr = self.addr.clone();
+        let Some(s) = self.sessions.get_mut(&id) else { return };
+        s.pending = None;
+        if !re && code < 300 {
+            s.remote_tag = msg.to_tag.clone();
+            s.remote_target = msg.contact.clone();
+            s.route = msg.header_all("Record-Route").map(str::to_string).collect();
+        }
+        // ACK: for a 2xx a new transaction end to end; for a failure it completes the INVITE
+        // transaction (same CSeq either way).
+        let ack = in_dialog(s, "ACK", cseq, &addr, &branch, &local).finish();
+        self.outbox.push(Transmit { to: self.rm_addr.clone(), bytes: ack });
+        let Some(s) = self.sessions.get_mut(&id) else { return };
+        if code >= 300 {
+            let step = if re { "re-INVITE" } else { "INVITE" };
+            s.error.get_or_insert(rejected(s, step, code, msg));
+            if !re {
+                s.state = State::Closed;
+            }
+            return;
+        }
+        if !re {
+            s.state = State::Starting;
+            let _ = self.info(now, id, Op::Start, &[State::Starting]);
+        }
+    }
+
+    fn on_info_response(&mut self, now: Timestamp, id: SessionId, code: u16, msg: &SipMessage, op: Op) {
+        let Some(s) = self.sessions.get_mut(&id) else { return };
+        s.pending = None;
+        let result = if code < 300 {
+            match MsmlResult::parse(&msg.body) {
+                Ok(r) => r,
+                Err(e) => MsmlResult::error(500, format!("unreadable MSML result: {e}")),
+            }
+        } else {
+            let description = MsmlResult::parse(&msg.body)
+                .ok()
+                .and_then(|r| r.description)
+                .unwrap_or_else(|| reason(msg));
+            MsmlResult::error(code, description)
+        };
+        if !result.is_success() {
+            s.error.get_or_insert(RoleError::Rejected {
+                conf_id: s.conf_id.to_string(),
+                step: op.step(),
+                code: result.code,
+                reason: result.description.clone().unwrap_or_default(),
+            });
+        }
+        match (op, result.is_success()) {
+            (Op::Start, true) | (Op::Resume, true) => s.state = State::Recording,
+            (Op::Pause, true) => s.state = State::Paused,
+            // A refused dialogstart leaves nothing to record: hang up. A refused dialogend
+            // still ends the session.
+            (Op::Start, false) | (Op::Stop, _) => self.bye(now, id),
+            (Op::Pause, false) | (Op::Resume, false) => {}
+        }
+    }
+
+    fn info(&mut self, _now: Timestamp, id: SessionId, op: Op, allowed: &[State]) -> Result<(), RoleError> {
+        let verb = match op {
+            Op::Start => "start",
+            Op::Pause => "pause",
+            Op::Resume => "resume",
+            Op::Stop => "stop",
+        };
+        self.check(id, verb, allowed)?;
+        let branch = self.branch();
+        let local = self.local_uri();
+        let addr = self.addr.clone();
+        let out_dir = self.out_dir.clone();
+        let format = self.format;
+        let Some(s) = self.sessions.get_mut(&id) else { return Err(RoleError::UnknownSession(id)) };
+        let conf_id = s.conf_id.clone();
+        let request = match op {
+            Op::Start => MsmlRequest::Start {
+                dest: format!("file://{}", out_dir.join(format!("{conf_id}.wav")).display()),
+                format: record_format(format, s.customer.codec(), s.agent.codec()).to_string(),
+                conf_id,
+            },
+            Op::Pause => MsmlRequest::Pause { conf_id },
+            Op::Resume => MsmlRequest::Resume { conf_id },
+            Op::Stop => MsmlRequest::Stop { conf_id },
+        };
+        s.cseq += 1;
+        s.pending = Some(Pending::Info { cseq: s.cseq, op });
+        if op == Op::Stop {
+            s.state = State::Ending;
+        }
+        if op != Op::Start {
+            s.error = None;
+        }
+        let body = request.to_xml();
+        let bytes = in_dialog(s, "INFO", s.cseq, &addr, &branch, &local).body(MSML_CONTENT_TYPE, body.as_bytes());
+        self.outbox.push(Transmit { to: self.rm_addr.clone(), bytes });
+        Ok(())
+    }
+
+    fn bye(&mut self, _now: Timestamp, id: SessionId) {
+        let branch = self.branch();
+        let local = self.local_uri();
+        let addr = self.addr.clone();
+        let Some(s) = self.sessions.get_mut(&id) else { return };
+        s.cseq += 1;
+        s.pending = Some(Pending::Bye { cseq: s.cseq });
+        s.state = State::Ending;
+        let bytes = in_dialog(s, "BYE", s.cseq, &addr, &branch, &local).finish();
+        self.outbox.push(Transmit { to: self.rm_addr.clone(), bytes });
+    }
+
+    fn check(&self, id: SessionId, op: &'static str, allowed: &[State]) -> Result<(), RoleError> {
+        let s = self.sessions.get(&id).ok_or(RoleError::UnknownSession(id))?;
+        if s.state == State::Closed {
+            return Err(RoleError::UnknownSession(id));
+        }
+        if !allowed.contains(&s.state) || s.pending.is_some() {
+            return Err(RoleError::State { conf_id: s.conf_id.to_string(), state: s.state.name(), op });
+        }
+        Ok(())
+    }
+
+    fn branch(&mut self) -> String {
+        let b = format!("z9hG4bK-ss-{:x}", self.next_branch);
+        self.next_branch += 1;
+        b
+    }
+
+    fn local_uri(&self) -> String {
+        format!("sip:callrec@{}", self.addr)
+    }
+}
+
+/// An in-dialog request's start and headers, up to (not including) Contact/body.
+fn in_dialog(s: &Session, method: &str, cseq: u32, addr: &str, branch: &str, local: &str) -> SipBuilder {
+    let uri_text = s.uri.to_string();
+    let target = s.remote_target.clone().unwrap_or_else(|| uri_text.clone());
+    let mut b = SipBuilder::request(method, &target).via("UDP", addr, branch).max_forwards(70);
+    for route in &s.route {
+        b = b.header("Route", route);
+    }
+    b.from(local, &s.local_tag)
+        .to(&uri_text, s.remote_tag.as_deref())
+        .call_id(&s.call_id)
+        .cseq(cseq, method)
+}
+
+fn labelled(m: &MediaDescription, label: &str) -> MediaDescription {
+    MediaDescription { label: Some(label.to_string()), ..m.clone() }
+}
+
+/// The MSML `format` of the recording: the file's codec, as the writer will choose it.
+fn record_format(format: OutputFormat, customer: Option<Codec>, agent: Option<Codec>) -> &'static str {
+    match (format, customer, agent) {
+        (OutputFormat::G711, Some(Codec::Pcma), Some(Codec::Pcma)) => "audio/wav;codec=pcma",
+        (OutputFormat::G711, Some(Codec::Pcmu), Some(Codec::Pcmu)) => "audio/wav;codec=pcmu",
+        _ => "audio/wav;codec=l16",
+    }
+}
+
+fn reason(msg: &SipMessage) -> String {
+    match &msg.start {
+        crate::control::sip::StartLine::Response { reason, .. } => reason.clone(),
+        crate::control::sip::StartLine::Request { method, .. } => method.clone(),
+    }
+}
+
+fn rejected(s: &Session, step: &'static str, code: u16, msg: &SipMessage) -> RoleError {
+    RoleError::Rejected { conf_id: s.conf_id.to_string(), step, code, reason: reason(msg) }
+}
