@@ -52,7 +52,7 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 i = i.wrapping_add(1);
                 let seq = (i / 2) as u16;
-                item.channel = if i % 2 == 0 { Channel::Left } else { Channel::Right };
+                item.channel = if i & 1 == 0 { Channel::Left } else { Channel::Right };
                 item.data[2..4].copy_from_slice(&seq.to_be_bytes());
                 item.data[4..8].copy_from_slice(&(seq as u32 * 160).to_be_bytes());
                 item.data[8..12].copy_from_slice(&(i % 2).to_be_bytes());

@@ -246,3 +246,35 @@ fn spawn_writer_end_to_end_through_the_ring() {
     assert_eq!(j["format"], "pcm16");
     assert_eq!(j["channels"]["left"]["packets"], 500);
 }
+
+#[test]
+fn running_writer_makes_the_header_valid_without_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut tx, handle) = spawn_writer(1, None, 1024);
+    push(&mut tx, WriterMsg::Start(spec(dir.path(), 7, OutputFormat::G711, [Codec::Pcma; 2])));
+    for i in 0..200u16 {
+        push(&mut tx, WriterMsg::Rtp(item(7, Channel::Left, i as u64 * 20, i, 8, 0x33)));
+    }
+    // No Stop: like a process about to be killed. Within about a second of wall time the
+    // header on disk must describe the audio written so far.
+    let path = dir.path().join("conf-7.wav");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut seen = 0;
+    while Instant::now() < deadline {
+        if let Ok(d) = std::fs::read(&path) {
+            if d.len() >= 58 {
+                seen = u32_at(&d, 54) as usize;
+                if seen > 0 {
+                    assert!(seen <= d.len() - 58);
+                    assert_eq!(u32_at(&d, 4) as usize, 50 + seen);
+                    break;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(seen > 0, "header never checkpointed while writing");
+    drop(tx);
+    let rep = handle.join().unwrap();
+    assert_eq!(rep.recordings_closed, 1);
+}

@@ -21,12 +21,15 @@ const NANOS_PER_SAMPLE: i64 = 1_000_000_000 / RATE;
 /// A timestamp step beyond this (either way) re-anchors the stream: 30 s.
 pub const REANCHOR_SAMPLES: i64 = 30 * RATE;
 const DUP_SLOTS: usize = 256;
+/// Largest reorder window accepted (10 s); larger configurations are clamped.
+pub const MAX_WINDOW_SAMPLES: u32 = 10 * RATE as u32;
 
 /// Tuning of the placement buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PlacementConfig {
     /// Reorder window in samples: audio is held this long (by the newest position seen)
-    /// before it is written, and packets older than that are late. Default 2000 (250 ms).
+    /// before it is written, and packets older than that are late. Default 2000 (250 ms),
+    /// at most [`MAX_WINDOW_SAMPLES`].
     pub window_samples: u32,
 }
 
@@ -133,7 +136,7 @@ pub struct Placement {
 impl Placement {
     /// A buffer for the two channels' streams, storing `kind` samples.
     pub fn new(channels: [ChannelSpec; 2], kind: SampleKind, config: PlacementConfig) -> Self {
-        let window = config.window_samples.max(1) as i64;
+        let window = config.window_samples.clamp(1, MAX_WINDOW_SAMPLES) as i64;
         let cap = (window as usize + 2 * super::MAX_RTP_LEN).next_power_of_two();
         let rings = match kind {
             SampleKind::Law(c) => Rings::Law(c, [vec![c.silence(); cap], vec![c.silence(); cap]]),
@@ -212,7 +215,10 @@ impl Placement {
 
     fn pos_of(&self, t: Timestamp) -> i64 {
         let origin = self.origin.unwrap_or(t);
-        t.nanos_since(origin).div_euclid(NANOS_PER_SAMPLE)
+        // i128: capture times from a damaged file may be anywhere in u64.
+        let ns = t.0 as i128 - origin.0 as i128;
+        ns.div_euclid(NANOS_PER_SAMPLE as i128).clamp(i64::MIN as i128 / 2, i64::MAX as i128 / 2)
+            as i64
     }
 
     /// Places one RTP packet (`bytes` is the whole UDP payload) captured at `ts` on `ch`,

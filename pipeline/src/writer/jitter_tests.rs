@@ -319,3 +319,16 @@ fn long_gap_crosses_the_ring_many_times() {
     assert_eq!(runs(&r.out.l), vec![(1, 160), (s, 160_000 - 160), (2, 160)]);
     assert_eq!(r.p.counters(Channel::Left).reanchors, 0);
 }
+
+#[test]
+fn hostile_capture_times_and_window_do_not_panic() {
+    let mut r = Rig::new(u32::MAX);
+    r.p.place(Channel::Left, Timestamp(u64::MAX), &rtp(8, 0, 0, 1, &[1; 160]), &mut r.out.sink());
+    r.p.place(Channel::Right, Timestamp(0), &rtp(8, 0, u32::MAX, 2, &[2; 160]), &mut r.out.sink());
+    r.p.place(Channel::Left, Timestamp(5), &rtp(8, 1, 1 << 31, 1, &[3; 1000]), &mut r.out.sink());
+    r.p.pause(Timestamp(0));
+    r.p.resume(Timestamp(u64::MAX));
+    r.finish();
+    assert_eq!(r.out.l.len(), r.out.r.len());
+    assert_eq!(r.p.counters(Channel::Left).reanchors, 1);
+}
