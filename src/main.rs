@@ -127,7 +127,10 @@ fn print_summary(s: &ReplaySummary, out: &std::path::Path) {
     if let Some(t) = &s.truncated {
         eprintln!("callrec: warning: {t}");
     }
-    println!("calls: {} answered, {} recorded ({} failed to start), {} ended", c.calls_answered, c.recordings_started, c.recordings_failed, c.calls_ended);
+    println!(
+        "calls: {} seen, {} answered, {} recorded ({} failed to start), {} ended",
+        c.calls_seen, c.calls_answered, c.recordings_started, c.recordings_failed, c.calls_ended
+    );
     println!(
         "packets: {} read: SIP {} (malformed {}), RTP {}, RTCP {}, other {} (unrecorded UDP {}, keep-alive {}, not RTP {}, oversize {}, not UDP {}, fragments {}), SIP over TCP {} (not yet supported)",
         p.rx, p.sip, c.malformed_sip, p.rtp, p.rtcp,

@@ -37,6 +37,8 @@ pub struct ControlCounters {
     pub sip_messages: u64,
     /// SIP datagrams that did not parse (skipped, other calls unaffected).
     pub malformed_sip: u64,
+    /// Calls seen (initial INVITEs).
+    pub calls_seen: u64,
     /// Calls answered.
     pub calls_answered: u64,
     /// Calls that ended (any reason).
@@ -126,7 +128,7 @@ impl ControlCore {
 
     /// Counters so far.
     pub fn counters(&self) -> ControlCounters {
-        self.counters
+        ControlCounters { calls_seen: self.tracker.stats().calls, ..self.counters }
     }
 
     fn drain_calls(&mut self, now: Timestamp) {
