@@ -13,7 +13,12 @@
 //! - `tel:` URIs (and other non-SIP schemes) in the Request-URI, From, To and
 //!   P-Asserted-Identity: ezk's `NameAddr` only knows SIP URIs, so those fall back to a
 //!   hand-written name-addr split;
+//! - Via values and the top branch (see `vias`: ezk's decoder keeps a valid prefix of a
+//!   malformed Via);
 //! - Content-Length against the datagram, and repeated Content-Length headers.
+//!
+//! ezk does the rest: Call-ID, CSeq, From/To name-addr with tags, SIP URI user parts
+//! (percent-decoded), and the compact/any-case header names behind its `Headers` map.
 
 mod build;
 #[cfg(test)]
@@ -22,8 +27,7 @@ mod tests;
 pub use build::{response_to, SipBuilder};
 
 use bytes::Bytes;
-use ezk_sip_types::header::typed::{CSeq, CallID, FromTo, Via};
-use ezk_sip_types::print::AppendCtx;
+use ezk_sip_types::header::typed::{CSeq, CallID, FromTo};
 use ezk_sip_types::uri::SipUriUserPart;
 use ezk_sip_types::{Headers, Name};
 
@@ -81,7 +85,8 @@ pub struct SipMessage {
     pub pai_user: Option<String>,
     /// CSeq number and method.
     pub cseq: (u32, String),
-    /// Every Via header value, top first, as text (each `SIP/2.0/UDP host;branch=...`).
+    /// Every Via header value, top first, as written (unfolded; one entry per comma-separated
+    /// value, each `SIP/2.0/UDP host;branch=...`).
     pub vias: Vec<String>,
     /// The branch parameter of the top Via.
     pub top_branch: Option<String>,
@@ -152,15 +157,7 @@ impl SipMessage {
             StartLine::Response { .. } => None,
         };
 
-        let parsed_vias: Vec<Via> = map.get_named().unwrap_or_default();
-        let top_branch = parsed_vias
-            .first()
-            .and_then(|v| v.params.get_val("branch"))
-            .map(|b| b.to_string());
-        let vias = parsed_vias
-            .iter()
-            .map(|v| v.default_print_ctx().to_string())
-            .collect();
+        let (vias, top_branch) = vias(&raw);
 
         let content_type = first_value(&raw, "Content-Type").map(|v| {
             v.split(';')
@@ -336,6 +333,30 @@ fn parse_start_line(line: &str) -> Result<StartLine, SipError> {
         method: method.to_string(),
         uri: uri.to_string(),
     })
+}
+
+/// Every Via value (top first, as written) and the top Via's branch, by hand: ezk's Via
+/// decoder accepts a valid prefix of a malformed value and silently drops the rest (e.g.
+/// `SIP/2.0/UDP bad host;branch=x` becomes host `bad` without a branch), so its result
+/// cannot be trusted for the one parameter transaction matching depends on.
+fn vias(raw: &[(String, String)]) -> (Vec<String>, Option<String>) {
+    let vias: Vec<String> = raw
+        .iter()
+        .filter(|(n, _)| same_name(n, "Via"))
+        .flat_map(|(_, v)| v.split(','))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+        .collect();
+    let branch = vias.first().and_then(|v| {
+        v.split(';')
+            .skip(1)
+            .filter_map(|p| p.split_once('='))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("branch"))
+            .map(|(_, b)| b.trim().to_string())
+            .filter(|b| !b.is_empty())
+    });
+    (vias, branch)
 }
 
 /// Header names equal, case-insensitively, compact forms included. A local table rather

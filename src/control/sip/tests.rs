@@ -507,3 +507,48 @@ fn builder_round_trip() {
     assert_eq!(ok.cseq, (3, "BYE".into()));
     assert!(ok.body.is_empty());
 }
+
+#[test]
+fn via_forms() {
+    let msg = "SIP/2.0 200 OK
+Via: SIP/2.0/UDP [2001:db8::1]:5060;rport=5061;received=2001:db8::9;branch=z9hG4bK-v6
+Via: SIP/2.0/TCP pbx.example.com;rport;branch=z9hG4bK-2;alias
+Via: SIP/2.0/TLS 192.0.2.3:5061;maddr=192.0.2.4;branch=z9hG4bK-3
+From: <sip:a@h>;tag=1
+To: <sip:b@h>;tag=2
+Call-ID: v
+CSeq: 1 INVITE
+Content-Length: 0
+
+";
+    let m = SipMessage::parse(&crlf(msg)).unwrap();
+    assert_eq!(m.top_branch.as_deref(), Some("z9hG4bK-v6"));
+    assert_eq!(m.vias.len(), 3, "{:?}", m.vias);
+    assert_eq!(
+        m.vias[1],
+        "SIP/2.0/TCP pbx.example.com;rport;branch=z9hG4bK-2;alias"
+    );
+}
+
+#[test]
+fn via_ezk_cannot_parse_falls_back_to_raw() {
+    let msg = "SIP/2.0 200 OK
+Via: SIP/2.0/UDP bad host name;branch=z9hG4bK-top
+Via: SIP/2.0/UDP 192.0.2.3;branch=z9hG4bK-second
+From: <sip:a@h>;tag=1
+To: <sip:b@h>;tag=2
+Call-ID: v
+CSeq: 1 INVITE
+Content-Length: 0
+
+";
+    let m = SipMessage::parse(&crlf(msg)).unwrap();
+    assert_eq!(m.top_branch.as_deref(), Some("z9hG4bK-top"));
+    assert_eq!(
+        m.vias,
+        vec![
+            "SIP/2.0/UDP bad host name;branch=z9hG4bK-top",
+            "SIP/2.0/UDP 192.0.2.3;branch=z9hG4bK-second"
+        ]
+    );
+}
