@@ -220,14 +220,62 @@ impl SipMessage {
             .filter(move |(n, _)| same_name(n, name))
             .map(|(_, v)| v.as_str())
     }
-    /// The body as SDP, if Content-Type says so (or is absent) and the body is not empty.
+    /// The body as SDP: the whole body if Content-Type is application/sdp (or absent), the
+    /// application/sdp part of a multipart body (carriers attach ISUP or XML next to the
+    /// SDP), else None. Never an empty slice.
     pub fn sdp_body(&self) -> Option<&[u8]> {
-        let is_sdp = match self.content_type.as_deref() {
-            None => true,
-            Some(ct) => ct == "application/sdp",
+        let body = match self.content_type.as_deref() {
+            None | Some("application/sdp") => &self.body[..],
+            Some(ct) if ct.starts_with("multipart/") => {
+                multipart_sdp(self.header("Content-Type")?, &self.body)?
+            }
+            Some(_) => return None,
         };
-        (is_sdp && !self.body.is_empty()).then_some(&self.body[..])
+        (!body.is_empty()).then_some(body)
     }
+}
+
+/// The first application/sdp part of a multipart body (RFC 2046 5.1), by hand: it is a
+/// boundary search and a header check, not worth a MIME crate.
+fn multipart_sdp<'a>(content_type: &str, body: &'a [u8]) -> Option<&'a [u8]> {
+    let boundary = content_type
+        .split(';')
+        .skip(1)
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("boundary"))
+        .map(|(_, v)| v.trim().trim_matches('"'))?;
+    if boundary.is_empty() {
+        return None;
+    }
+    let delim = format!("--{boundary}");
+    let delim = delim.as_bytes();
+    let starts: Vec<usize> = (0..body.len().saturating_sub(delim.len() - 1))
+        .filter(|&i| body[i..].starts_with(delim) && (i == 0 || body[i - 1] == b'\n'))
+        .collect();
+    for w in starts.windows(2) {
+        let part = &body[w[0] + delim.len()..w[1]];
+        // Drop the rest of the delimiter line, and the CRLF that belongs to the next delimiter.
+        let nl = part.iter().position(|&b| b == b'\n')?;
+        let part = &part[nl + 1..];
+        let part = part.strip_suffix(b"\n").unwrap_or(part);
+        let part = part.strip_suffix(b"\r").unwrap_or(part);
+        let (head, content) = split_head(part);
+        let head = String::from_utf8_lossy(head);
+        let is_sdp = head.lines().any(|l| {
+            l.split_once(':').is_some_and(|(n, v)| {
+                same_name(n.trim(), "Content-Type")
+                    && v.split(';')
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .eq_ignore_ascii_case("application/sdp")
+            })
+        });
+        if is_sdp {
+            return Some(content);
+        }
+    }
+    None
 }
 
 /// Cheap check for the packet classifier: does this UDP payload start like a SIP message?
