@@ -43,6 +43,7 @@ pub struct McpRole {
     /// Recording ids are `writer + 1 + n * stride`: unique across all MCPs of the process.
     next_recording: u32,
     stride: u32,
+    next_tag: u64,
     dialogs: HashMap<String, Dialog>,
     outbox: Vec<Transmit>,
     outputs: Vec<RoleOutput>,
@@ -57,6 +58,7 @@ impl McpRole {
             format,
             next_recording: u32::from(writer) + 1,
             stride: writers.max(1),
+            next_tag: 1,
             dialogs: HashMap::new(),
             outbox: Vec::new(),
             outputs: Vec::new(),
@@ -153,17 +155,14 @@ impl McpRole {
         let sidecar = sidecar_fields(msg, &ruri, self.writer);
         let dialog = Dialog {
             conf_id: ruri.conf_id,
-            local_tag: format!(
-                "mcp{}-{:x}",
-                self.writer,
-                self.dialogs.len() as u64 + u64::from(self.next_recording)
-            ),
+            local_tag: format!("mcp{}-{:x}", self.writer, self.next_tag),
             customer,
             agent,
             sidecar,
             sdp_version: 1,
             recording: None,
         };
+        self.next_tag += 1;
         self.answer_sdp(msg, reply_to, &dialog);
         self.dialogs.insert(msg.call_id.clone(), dialog);
     }

@@ -137,8 +137,9 @@ impl ResourceManagerRole {
             }
         }
         let bytes = finish(b, msg);
-        let to = self.mcps[mcp].clone();
-        self.outbox.push(Transmit { to, bytes });
+        if let Some(to) = self.mcps.get(mcp).cloned() {
+            self.outbox.push(Transmit { to, bytes });
+        }
     }
 
     fn on_response(&mut self, msg: &SipMessage, code: u16) {

@@ -352,6 +352,15 @@ impl SipServerRole {
             Goal::Closed => s.state == State::Closed,
             Goal::Unchanged => s.pending.is_none(),
         };
+        if error.is_none() && step.is_some() {
+            // The exchange ended without the answer (a role dropped a message): give up the
+            // transaction so the session can still be stopped; an unanswered INVITE leaves
+            // no dialog to keep.
+            s.pending = None;
+            if s.state == State::Inviting {
+                s.state = State::Closed;
+            }
+        }
         if s.state == State::Closed {
             self.sessions.remove(&id);
         }

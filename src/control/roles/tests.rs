@@ -655,3 +655,29 @@ fn extension_keys_and_values_are_made_header_safe() {
         serde_json::json!({"odd key:1": "two  lines"})
     );
 }
+
+#[test]
+fn mcp_refuses_a_second_dialog_for_the_same_conference_and_unknown_reinvites() {
+    let mut mcp = mcp_with_dialog();
+    let sdp = "v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 4000 RTP/AVP 0\r\na=label:customer\r\nm=audio 6000 RTP/AVP 0\r\na=label:agent\r\n";
+    let invite = |call_id: &str, to_tag: Option<&str>| {
+        SipBuilder::request("INVITE", "sip:msml=x1@rm;dn=1;record")
+            .via("UDP", RM, "z9hG4bK-2")
+            .from("sip:a@b", "t2")
+            .to("sip:msml=x1@rm", to_tag)
+            .call_id(call_id)
+            .cseq(1, "INVITE")
+            .body("application/sdp", sdp.as_bytes())
+    };
+    mcp.handle(t(0), &SipMessage::parse(&invite("x2", None)).unwrap());
+    let resp = SipMessage::parse(&mcp.drain_transmits()[0].bytes).unwrap();
+    assert_eq!(resp.status(), Some(486));
+    mcp.handle(
+        t(0),
+        &SipMessage::parse(&invite("x3", Some("gone"))).unwrap(),
+    );
+    let resp = SipMessage::parse(&mcp.drain_transmits()[0].bytes).unwrap();
+    assert_eq!(resp.status(), Some(481));
+    assert_eq!(mcp.dialog_count(), 1);
+    assert!(mcp.drain_outputs().is_empty());
+}
