@@ -294,7 +294,7 @@ impl CallTracker {
         dst: SocketAddr,
         msg: &SipMessage,
     ) {
-        // Responses, and ACK/BYE retransmissions, for a call that just ended.
+        // Responses of no tracked call, and requests of a call that just ended.
         if msg.status().is_some()
             || (self.recent.contains_key(&msg.call_id) && msg.method() != "INVITE")
         {
@@ -316,6 +316,11 @@ impl CallTracker {
                 self.stats.duplicate_invites += 1;
                 return;
             }
+        }
+        if self.recent.len() > 4096 {
+            // Bounded even if the driver never calls handle_timeout.
+            self.recent
+                .retain(|_, (t, _)| now.nanos_since(*t) < RECENT_NS as i64);
         }
         let media = msg.sdp_body().and_then(first_audio);
         let late_offer = msg.sdp_body().is_none();

@@ -645,3 +645,49 @@ fn stale_handle_finds_nothing_after_slot_reuse() {
     assert!(r.tr.call(first).is_none());
     assert_eq!(r.tr.call(second).unwrap().call_id, "two");
 }
+
+/// A call SIPp made (`sipp -sn uac` against `sipp -sn uas`, messages from `-trace_msg`),
+/// replayed byte for byte: A = the uac at 127.0.0.1:15060, B = the uas at 127.0.0.1:15070.
+#[test]
+fn sipp_basic_call_fixture() {
+    const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/sip/sipp-uac-basic");
+    let mut files: Vec<_> = std::fs::read_dir(DIR)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 6);
+    let (a, b) = (addr("127.0.0.1:15060"), addr("127.0.0.1:15070"));
+    let mut tr = CallTracker::new(CallTrackerConfig::default());
+    let mut events = Vec::new();
+    for (i, f) in files.iter().enumerate() {
+        let bytes = std::fs::read(f).unwrap();
+        assert!(crate::control::sip::looks_like_sip(&bytes));
+        let m = SipMessage::parse(&bytes).unwrap();
+        let a_to_b = f.file_name().unwrap().to_str().unwrap().contains("-a2b-");
+        let (src, dst) = if a_to_b { (a, b) } else { (b, a) };
+        tr.handle(t(i as u64), src, dst, &m);
+        events.extend(std::iter::from_fn(|| tr.poll_event()));
+    }
+    let [CallEvent::Answered {
+        call_id,
+        caller,
+        callee,
+        at,
+        ..
+    }, CallEvent::Ended {
+        reason: EndReason::Bye,
+        at: end,
+        ..
+    }] = events.as_slice()
+    else {
+        panic!("{events:?}")
+    };
+    assert_eq!(call_id, "1-26418@127.0.0.1");
+    assert_eq!((*at, *end), (t(2), t(4)));
+    assert_eq!(caller.dn.as_deref(), Some("sipp"));
+    assert_eq!(callee.dn.as_deref(), Some("service"));
+    assert_eq!(caller.media.as_ref().unwrap().addr, addr("127.0.0.1:6004"));
+    assert_eq!(callee.media.as_ref().unwrap().addr, addr("127.0.0.1:6000"));
+    assert!(tr.is_empty());
+}

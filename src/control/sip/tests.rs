@@ -250,6 +250,9 @@ fn rfc4475_wsinv() {
     assert_eq!(m.ruri_user.as_deref(), Some("vivekg"));
     assert_eq!(m.to_user.as_deref(), Some("vivekg"));
     assert_eq!(m.from_user.as_deref(), Some("jdrosen"));
+    assert_eq!(m.from_tag.as_deref(), Some("98asjd8"));
+    assert_eq!(m.to_tag.as_deref(), Some("1918181833n"));
+    assert_eq!(m.contact.as_deref(), Some("sip:jdrosen@example.com"));
     assert_eq!(
         m.header("newfangledheader"),
         Some("newfangled value continued newfangled value")
@@ -506,4 +509,99 @@ fn builder_round_trip() {
     assert_eq!(ok.to_tag.as_deref(), Some("rm7"));
     assert_eq!(ok.cseq, (3, "BYE".into()));
     assert!(ok.body.is_empty());
+}
+
+#[test]
+fn via_forms() {
+    let msg = "SIP/2.0 200 OK
+Via: SIP/2.0/UDP [2001:db8::1]:5060;rport=5061;received=2001:db8::9;branch=z9hG4bK-v6
+Via: SIP/2.0/TCP pbx.example.com;rport;branch=z9hG4bK-2;alias
+Via: SIP/2.0/TLS 192.0.2.3:5061;maddr=192.0.2.4;branch=z9hG4bK-3
+From: <sip:a@h>;tag=1
+To: <sip:b@h>;tag=2
+Call-ID: v
+CSeq: 1 INVITE
+Content-Length: 0
+
+";
+    let m = SipMessage::parse(&crlf(msg)).unwrap();
+    assert_eq!(m.top_branch.as_deref(), Some("z9hG4bK-v6"));
+    assert_eq!(m.vias.len(), 3, "{:?}", m.vias);
+    assert_eq!(
+        m.vias[1],
+        "SIP/2.0/TCP pbx.example.com;rport;branch=z9hG4bK-2;alias"
+    );
+}
+
+#[test]
+fn via_ezk_cannot_parse_falls_back_to_raw() {
+    let msg = "SIP/2.0 200 OK
+Via: SIP/2.0/UDP bad host name;branch=z9hG4bK-top
+Via: SIP/2.0/UDP 192.0.2.3;branch=z9hG4bK-second
+From: <sip:a@h>;tag=1
+To: <sip:b@h>;tag=2
+Call-ID: v
+CSeq: 1 INVITE
+Content-Length: 0
+
+";
+    let m = SipMessage::parse(&crlf(msg)).unwrap();
+    assert_eq!(m.top_branch.as_deref(), Some("z9hG4bK-top"));
+    assert_eq!(
+        m.vias,
+        vec![
+            "SIP/2.0/UDP bad host name;branch=z9hG4bK-top",
+            "SIP/2.0/UDP 192.0.2.3;branch=z9hG4bK-second"
+        ]
+    );
+}
+
+#[test]
+fn tags_after_odd_parameters() {
+    let msg = "BYE sip:a@h SIP/2.0
+From: <sip:b@h>;x=\"a b\";tag=9
+To: \"Semi;colon\" <sip:a@h;transport=udp>;tag=10
+Call-ID: p
+CSeq: 1 BYE
+
+";
+    let m = SipMessage::parse(&crlf(msg)).unwrap();
+    assert_eq!(m.from_tag.as_deref(), Some("9"));
+    assert_eq!(m.to_tag.as_deref(), Some("10"));
+    assert_eq!(m.to_user.as_deref(), Some("a"));
+}
+
+#[test]
+fn multipart_body_sdp_part() {
+    let body = "--uniqueBoundary\r\nContent-Type: application/sdp\r\n\r\nv=0\r\nc=IN IP4 192.0.2.1\r\n\r\n--uniqueBoundary\r\nContent-Type: application/isup;version=itu-t92+\r\nContent-Disposition: signal;handling=optional\r\n\r\n\x01\x00\x49\x00\r\n--uniqueBoundary--\r\n";
+    let msg = format!(
+        "INVITE sip:2001@h SIP/2.0\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:2001@h>\r\nCall-ID: mp\r\nCSeq: 1 INVITE\r\nContent-Type: multipart/mixed;boundary=\"uniqueBoundary\"\r\nMIME-Version: 1.0\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let m = SipMessage::parse(msg.as_bytes()).unwrap();
+    assert_eq!(m.content_type.as_deref(), Some("multipart/mixed"));
+    assert_eq!(m.sdp_body(), Some(&b"v=0\r\nc=IN IP4 192.0.2.1\r\n"[..]));
+    // Other types and empty bodies give no SDP.
+    let info = msg.replace(
+        "multipart/mixed;boundary=\"uniqueBoundary\"",
+        "application/msml+xml",
+    );
+    assert_eq!(SipMessage::parse(info.as_bytes()).unwrap().sdp_body(), None);
+    let no_sdp_part = msg.replace("application/sdp", "application/xyz");
+    assert_eq!(
+        SipMessage::parse(no_sdp_part.as_bytes())
+            .unwrap()
+            .sdp_body(),
+        None
+    );
+    let empty = "BYE sip:a@h SIP/2.0\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:b@h>\r\nCall-ID: e\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n";
+    assert_eq!(
+        SipMessage::parse(empty.as_bytes()).unwrap().sdp_body(),
+        None
+    );
+    for n in 0..msg.len() {
+        if let Ok(m) = SipMessage::parse(&msg.as_bytes()[..n]) {
+            let _ = m.sdp_body();
+        }
+    }
 }
