@@ -94,6 +94,8 @@ struct Session {
     /// Record-Route of the 2xx, sent back as Route.
     route: Vec<String>,
     cseq: u32,
+    /// Branch of the last INVITE: the ACK of a failure answer reuses it (RFC 3261 17.1.1.3).
+    invite_branch: String,
     sdp_version: u32,
     state: State,
     pending: Option<Pending>,
@@ -177,7 +179,9 @@ impl SipServerRole {
         )?;
         let id = SessionId(self.next_session);
         self.next_session = self.next_session.wrapping_add(1);
+        let branch = self.branch();
         let session = Session {
+            invite_branch: branch.clone(),
             call_id: format!("{conf_id}-{:x}@{}", id.0, super::host_of(&self.addr)),
             local_tag: format!("ss{:x}", id.0),
             conf_id,
@@ -194,7 +198,6 @@ impl SipServerRole {
             agent: labelled(&req.agent, "agent"),
         };
         let uri_text = session.uri.to_string();
-        let branch = self.branch();
         let mut b = SipBuilder::request("INVITE", &uri_text)
             .via("UDP", &self.addr, &branch)
             .max_forwards(70)
@@ -275,6 +278,7 @@ impl SipServerRole {
         s.customer = labelled(&customer, "customer");
         s.agent = labelled(&agent, "agent");
         s.sdp_version += 1;
+        s.invite_branch = branch.clone();
         s.cseq += 1;
         s.pending = Some(Pending::Invite {
             cseq: s.cseq,
@@ -401,7 +405,12 @@ impl SipServerRole {
             s.route = msg.header_all("Record-Route").map(str::to_string).collect();
         }
         // ACK: for a 2xx a new transaction end to end; for a failure it completes the INVITE
-        // transaction (same CSeq either way).
+        // transaction, so it reuses the INVITE's branch (same CSeq either way).
+        let branch = if code >= 300 {
+            s.invite_branch.clone()
+        } else {
+            branch
+        };
         let ack = in_dialog(s, "ACK", cseq, &addr, &branch, &local).finish();
         self.outbox.push(Transmit {
             to: self.rm_addr.clone(),

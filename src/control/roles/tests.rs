@@ -455,6 +455,15 @@ fn no_writers_means_503_from_the_rm() {
         "{err:?}"
     );
     assert_eq!(roles.active_sessions(), 0);
+    let (lines, traces, flows, writers) = drain(&mut roles);
+    assert_eq!(lines.len(), 3, "INVITE, 503, ACK: {lines:?}");
+    assert!(flows.is_empty() && writers.is_empty());
+    let invite = SipMessage::parse(traces[0].text.as_bytes()).unwrap();
+    let ack = SipMessage::parse(traces[2].text.as_bytes()).unwrap();
+    assert_eq!(ack.method(), "ACK");
+    // the ACK of a failure belongs to the INVITE's transaction
+    assert_eq!(ack.top_branch, invite.top_branch);
+    assert_eq!(ack.cseq, (1, "ACK".to_string()));
 }
 
 #[test]
