@@ -690,3 +690,54 @@ fn mcp_refuses_a_second_dialog_for_the_same_conference_and_unknown_reinvites() {
     assert_eq!(mcp.dialog_count(), 1);
     assert!(mcp.drain_outputs().is_empty());
 }
+
+#[test]
+fn roles_survive_every_message_with_any_one_header_line_missing() {
+    // Record a whole run's messages, then hand each one, minus one line at a time, to every
+    // role of a set that is mid-recording. Nothing may panic, and the session must still stop.
+    let mut roles = RecordingRoles::new(config(2)).unwrap();
+    let id = roles.start(t(0), request("2001", "c")).unwrap();
+    roles.pause(t(1), id).unwrap();
+    roles.resume(t(2), id).unwrap();
+    roles
+        .update_media(
+            t(3),
+            id,
+            media("192.0.2.12:4000", 0, Codec::Pcmu),
+            media("192.0.2.13:4000", 0, Codec::Pcmu),
+        )
+        .unwrap();
+    roles.stop(t(4), id).unwrap();
+    let (_, traces, _, _) = drain(&mut roles);
+    assert!(traces.len() >= 30);
+
+    let mut victim = RecordingRoles::new(config(2)).unwrap();
+    let live = victim.start(t(0), request("2001", "c")).unwrap();
+    let mut parsed = 0;
+    for trace in &traces {
+        let lines: Vec<&str> = trace.text.split("\r\n").collect();
+        for skip in 0..lines.len() {
+            let text: Vec<&str> = lines
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != skip)
+                .map(|(_, l)| *l)
+                .collect();
+            let Ok(msg) = SipMessage::parse(text.join("\r\n").as_bytes()) else {
+                continue;
+            };
+            parsed += 1;
+            victim.ss.handle(t(5), &msg);
+            victim.rm.handle(t(5), &msg);
+            for mcp in &mut victim.mcps {
+                mcp.handle(t(5), &msg);
+            }
+            victim.run(t(5));
+        }
+    }
+    assert!(parsed > 100, "only {parsed} mutated messages parsed");
+    while victim.poll_output().is_some() {}
+    // Whatever those did to the dialog, stopping ends the session without a panic.
+    let _ = victim.stop(t(6), live);
+    assert_eq!(victim.active_sessions(), 0);
+}
