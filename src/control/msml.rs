@@ -135,7 +135,11 @@ impl MsmlRequest {
     pub fn to_xml(&self) -> String {
         let dialog = format!("conf:{}/dialog:{DIALOG_NAME}", self.conf_id());
         document(|w| match self {
-            MsmlRequest::Start { conf_id, dest, format } => {
+            MsmlRequest::Start {
+                conf_id,
+                dest,
+                format,
+            } => {
                 let target = format!("conf:{conf_id}");
                 let mut start = BytesStart::new("dialogstart");
                 start.push_attribute(("target", target.as_str()));
@@ -149,7 +153,11 @@ impl MsmlRequest {
                 w.write_event(Event::End(BytesEnd::new("dialogstart")))
             }
             MsmlRequest::Pause { .. } | MsmlRequest::Resume { .. } => {
-                let event = if matches!(self, MsmlRequest::Pause { .. }) { "pause" } else { "resume" };
+                let event = if matches!(self, MsmlRequest::Pause { .. }) {
+                    "pause"
+                } else {
+                    "resume"
+                };
                 let mut send = BytesStart::new("send");
                 send.push_attribute(("target", dialog.as_str()));
                 send.push_attribute(("event", event));
@@ -199,34 +207,49 @@ impl MsmlRequest {
                     (1, Some(r)) => r,
                     _ => return Err(MsmlError::NoRecord),
                 };
-                let dest = record
-                    .attr("dest")
-                    .ok_or(MsmlError::MissingAttribute { element: "record", attribute: "dest" })?;
+                let dest = record.attr("dest").ok_or(MsmlError::MissingAttribute {
+                    element: "record",
+                    attribute: "dest",
+                })?;
                 let format = record.attr("format").unwrap_or("audio/wav");
-                Ok(MsmlRequest::Start { conf_id, dest: dest.to_string(), format: format.to_string() })
+                Ok(MsmlRequest::Start {
+                    conf_id,
+                    dest: dest.to_string(),
+                    format: format.to_string(),
+                })
             }
             "send" => {
                 op.leaf()?;
-                let target = op
-                    .attr("target")
-                    .ok_or(MsmlError::MissingAttribute { element: "send", attribute: "target" })?;
+                let target = op.attr("target").ok_or(MsmlError::MissingAttribute {
+                    element: "send",
+                    attribute: "target",
+                })?;
                 let conf_id = dialog_target(target)?;
                 match op.attr("event") {
                     Some("pause") => Ok(MsmlRequest::Pause { conf_id }),
                     Some("resume") => Ok(MsmlRequest::Resume { conf_id }),
                     Some(other) => Err(MsmlError::Event(other.to_string())),
-                    None => Err(MsmlError::MissingAttribute { element: "send", attribute: "event" }),
+                    None => Err(MsmlError::MissingAttribute {
+                        element: "send",
+                        attribute: "event",
+                    }),
                 }
             }
             "dialogend" => {
                 op.leaf()?;
-                let id = op
-                    .attr("id")
-                    .ok_or(MsmlError::MissingAttribute { element: "dialogend", attribute: "id" })?;
-                Ok(MsmlRequest::Stop { conf_id: dialog_target(id)? })
+                let id = op.attr("id").ok_or(MsmlError::MissingAttribute {
+                    element: "dialogend",
+                    attribute: "id",
+                })?;
+                Ok(MsmlRequest::Stop {
+                    conf_id: dialog_target(id)?,
+                })
             }
             "result" => Err(MsmlError::NotARequest),
-            _ => Err(MsmlError::UnknownElement { element: op.name.clone(), parent: "msml".into() }),
+            _ => Err(MsmlError::UnknownElement {
+                element: op.name.clone(),
+                parent: "msml".into(),
+            }),
         }
     }
 }
@@ -234,12 +257,18 @@ impl MsmlRequest {
 impl MsmlResult {
     /// `<result response="200"/>`.
     pub fn ok() -> MsmlResult {
-        MsmlResult { code: 200, description: None }
+        MsmlResult {
+            code: 200,
+            description: None,
+        }
     }
 
     /// A failure with a reason.
     pub fn error(code: u16, description: impl Into<String>) -> MsmlResult {
-        MsmlResult { code, description: Some(description.into()) }
+        MsmlResult {
+            code,
+            description: Some(description.into()),
+        }
     }
 
     /// True for 2xx.
@@ -275,9 +304,10 @@ impl MsmlResult {
                 _ => Err(unknown(&op, &Element::named("msml"))),
             };
         }
-        let response = op
-            .attr("response")
-            .ok_or(MsmlError::MissingAttribute { element: "result", attribute: "response" })?;
+        let response = op.attr("response").ok_or(MsmlError::MissingAttribute {
+            element: "result",
+            attribute: "response",
+        })?;
         let code = response
             .parse::<u16>()
             .ok()
@@ -336,7 +366,10 @@ fn dialog_target(target: &str) -> Result<ConfId, MsmlError> {
 }
 
 fn unknown(child: &Element, parent: &Element) -> MsmlError {
-    MsmlError::UnknownElement { element: child.name.clone(), parent: parent.name.clone() }
+    MsmlError::UnknownElement {
+        element: child.name.clone(),
+        parent: parent.name.clone(),
+    }
 }
 
 /// A parsed element: the small tree is easier to check than a stream of events.
@@ -350,16 +383,25 @@ struct Element {
 
 impl Element {
     fn named(name: &str) -> Element {
-        Element { name: name.to_string(), ..Element::default() }
+        Element {
+            name: name.to_string(),
+            ..Element::default()
+        }
     }
     fn attr(&self, name: &str) -> Option<&str> {
-        self.attrs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.attrs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
     fn no_text(&self) -> Result<(), MsmlError> {
         if self.text.trim().is_empty() {
             Ok(())
         } else {
-            Err(MsmlError::Text(self.text.trim().to_string(), self.name.clone()))
+            Err(MsmlError::Text(
+                self.text.trim().to_string(),
+                self.name.clone(),
+            ))
         }
     }
     fn leaf(&self) -> Result<(), MsmlError> {
@@ -424,7 +466,9 @@ fn parse_tree(body: &[u8]) -> Result<Element, MsmlError> {
             }
             Event::End(_) => {
                 // quick-xml has already checked the end name matches.
-                let el = stack.pop().ok_or_else(|| MsmlError::Xml("unmatched end tag".into()))?;
+                let el = stack
+                    .pop()
+                    .ok_or_else(|| MsmlError::Xml("unmatched end tag".into()))?;
                 close(el, &mut stack, &mut root);
             }
             Event::Text(t) => {
@@ -442,7 +486,9 @@ fn parse_tree(body: &[u8]) -> Result<Element, MsmlError> {
                     None => return Err(MsmlError::Xml("CDATA outside the root element".into())),
                 }
             }
-            Event::DocType(_) => return Err(MsmlError::Xml("DOCTYPE is not allowed in MSML".into())),
+            Event::DocType(_) => {
+                return Err(MsmlError::Xml("DOCTYPE is not allowed in MSML".into()))
+            }
             Event::Decl(_) | Event::Comment(_) | Event::PI(_) => {}
             Event::Eof => break,
         }
@@ -467,139 +513,4 @@ fn utf8(bytes: &[u8]) -> Result<String, MsmlError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn conf(s: &str) -> ConfId {
-        ConfId::new(s).unwrap()
-    }
-
-    const START: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
-<msml version="1.1">
-  <dialogstart target="conf:c-1" name="record" type="application/moml+xml">
-    <record dest="file:///rec/c-1.wav" format="audio/wav;codec=pcma" />
-  </dialogstart>
-</msml>"#;
-
-    #[test]
-    fn dialogstart_is_byte_exact_and_round_trips() {
-        let req = MsmlRequest::Start {
-            conf_id: conf("c-1"),
-            dest: "file:///rec/c-1.wav".into(),
-            format: "audio/wav;codec=pcma".into(),
-        };
-        assert_eq!(req.to_xml(), START);
-        assert_eq!(MsmlRequest::parse(START.as_bytes()), Ok(req));
-    }
-
-    #[test]
-    fn send_and_dialogend_are_byte_exact_and_round_trip() {
-        let cases = [
-            (MsmlRequest::Pause { conf_id: conf("c-1") }, r#"<send target="conf:c-1/dialog:record" event="pause"/>"#),
-            (MsmlRequest::Resume { conf_id: conf("c-1") }, r#"<send target="conf:c-1/dialog:record" event="resume"/>"#),
-            (MsmlRequest::Stop { conf_id: conf("c-1") }, r#"<dialogend id="conf:c-1/dialog:record"/>"#),
-        ];
-        for (req, op) in cases {
-            let xml = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<msml version=\"1.1\">\n  {op}\n</msml>");
-            assert_eq!(req.to_xml(), xml);
-            assert_eq!(MsmlRequest::parse(xml.as_bytes()), Ok(req));
-        }
-    }
-
-    #[test]
-    fn results_are_byte_exact_and_round_trip() {
-        let ok = MsmlResult::ok();
-        let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<msml version=\"1.1\">\n  <result response=\"200\"/>\n</msml>";
-        assert_eq!(ok.to_xml(), xml);
-        assert_eq!(MsmlResult::parse(xml.as_bytes()), Ok(ok));
-        let err = MsmlResult::error(404, "unknown conference <c-9> & more");
-        let xml = err.to_xml();
-        assert_eq!(
-            xml,
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<msml version=\"1.1\">\n  <result response=\"404\">\n    \
-             <description>unknown conference &lt;c-9&gt; &amp; more</description>\n  </result>\n</msml>"
-        );
-        assert_eq!(MsmlResult::parse(xml.as_bytes()), Ok(err));
-        // the compact form of design section 2 parses too
-        let compact = br#"<msml version="1.1"><result response="200"/></msml>"#;
-        assert_eq!(MsmlResult::parse(compact), Ok(MsmlResult::ok()));
-    }
-
-    #[test]
-    fn attribute_values_are_escaped_and_unescaped() {
-        let req = MsmlRequest::Start {
-            conf_id: conf("c"),
-            dest: "file:///a \"b\" & <c>.wav".into(),
-            format: "audio/wav".into(),
-        };
-        let xml = req.to_xml();
-        assert!(xml.contains(r#"dest="file:///a &quot;b&quot; &amp; &lt;c&gt;.wav""#), "{xml}");
-        assert_eq!(MsmlRequest::parse(xml.as_bytes()), Ok(req));
-    }
-
-    #[test]
-    fn lenient_where_rfc_5707_allows() {
-        // no declaration, no name/type, no format, comments, single quotes
-        let body = b"<!-- hi --><msml version='1.1'><dialogstart target='conf:x'><record dest='file:///x.wav'/></dialogstart></msml>";
-        assert_eq!(
-            MsmlRequest::parse(body),
-            Ok(MsmlRequest::Start { conf_id: conf("x"), dest: "file:///x.wav".into(), format: "audio/wav".into() })
-        );
-    }
-
-    #[test]
-    fn bad_bodies_are_errors_naming_the_problem() {
-        let v = |op: &str| format!("<msml version=\"1.1\">{op}</msml>");
-        let cases: Vec<(String, MsmlError)> = vec![
-            ("".into(), MsmlError::Xml("no root element".into())),
-            ("<msml version=\"1.1\"><send".into(), MsmlError::Xml(String::new())),
-            ("<msml version=\"1.1\"></msm>".into(), MsmlError::Xml(String::new())),
-            ("<moml version=\"1.1\"/>".into(), MsmlError::Root("moml".into())),
-            ("<msml><dialogend id=\"conf:a/dialog:record\"/></msml>".into(), MsmlError::Version(None)),
-            ("<msml version=\"2\"/>".into(), MsmlError::Version(Some("2".into()))),
-            (v(""), MsmlError::Operations(0)),
-            (v("<dialogend id=\"conf:a/dialog:record\"/><dialogend id=\"conf:a/dialog:record\"/>"), MsmlError::Operations(2)),
-            (v("<play/>"), MsmlError::UnknownElement { element: "play".into(), parent: "msml".into() }),
-            (v("<dialogstart target=\"conf:a\"><record dest=\"f\"/><play/></dialogstart>"), MsmlError::UnknownElement { element: "play".into(), parent: "dialogstart".into() }),
-            (v("<dialogstart target=\"conf:a\"></dialogstart>"), MsmlError::NoRecord),
-            (v("<dialogstart target=\"conf:a\"><record dest=\"f\"/><record dest=\"g\"/></dialogstart>"), MsmlError::NoRecord),
-            (v("<dialogstart target=\"conf:a\"><record/></dialogstart>"), MsmlError::MissingAttribute { element: "record", attribute: "dest" }),
-            (v("<dialogstart><record dest=\"f\"/></dialogstart>"), MsmlError::MissingAttribute { element: "dialogstart", attribute: "target" }),
-            (v("<dialogstart target=\"a\"><record dest=\"f\"/></dialogstart>"), MsmlError::Target("a".into())),
-            (v("<dialogstart target=\"conf:a/b\"><record dest=\"f\"/></dialogstart>"), MsmlError::Target("conf:a/b".into())),
-            (v("<dialogstart target=\"conf:a\" name=\"play\"><record dest=\"f\"/></dialogstart>"), MsmlError::Dialog("play".into())),
-            (v("<send target=\"conf:a/dialog:record\" event=\"stop\"/>"), MsmlError::Event("stop".into())),
-            (v("<send target=\"conf:a/dialog:record\"/>"), MsmlError::MissingAttribute { element: "send", attribute: "event" }),
-            (v("<send target=\"conf:a/dialog:play\" event=\"pause\"/>"), MsmlError::Dialog("play".into())),
-            (v("<send target=\"conf:a\" event=\"pause\"/>"), MsmlError::Target("conf:a".into())),
-            (v("<dialogend id=\"conf:a/dialog:record\">now</dialogend>"), MsmlError::Text("now".into(), "dialogend".into())),
-            (v("<dialogend/>"), MsmlError::MissingAttribute { element: "dialogend", attribute: "id" }),
-            (v("<result response=\"200\"/>"), MsmlError::NotARequest),
-            ("<!DOCTYPE x><msml version=\"1.1\"/>".into(), MsmlError::Xml("DOCTYPE is not allowed in MSML".into())),
-            (format!("<msml version=\"1.1\">{}</msml>", "<a>".repeat(5)), MsmlError::TooLarge),
-        ];
-        for (body, want) in cases {
-            let got = MsmlRequest::parse(body.as_bytes());
-            match (&got, &want) {
-                // the wording of quick-xml's own errors is not ours to pin down
-                (Err(MsmlError::Xml(_)), MsmlError::Xml(w)) if w.is_empty() => {}
-                _ => assert_eq!(got, Err(want), "{body}"),
-            }
-        }
-        assert_eq!(MsmlRequest::parse(&vec![b' '; MAX_BODY + 1]), Err(MsmlError::TooLarge));
-        assert!(MsmlRequest::parse(b"\xff\xfe<msml/>").is_err());
-    }
-
-    #[test]
-    fn bad_results_are_errors() {
-        let v = |op: &str| format!("<msml version=\"1.1\">{op}</msml>");
-        assert_eq!(MsmlResult::parse(v("<result/>").as_bytes()), Err(MsmlError::MissingAttribute { element: "result", attribute: "response" }));
-        assert_eq!(MsmlResult::parse(v("<result response=\"ok\"/>").as_bytes()), Err(MsmlError::Response("ok".into())));
-        assert_eq!(MsmlResult::parse(v("<result response=\"99\"/>").as_bytes()), Err(MsmlError::Response("99".into())));
-        assert_eq!(MsmlResult::parse(v("<dialogend id=\"conf:a/dialog:record\"/>").as_bytes()), Err(MsmlError::NotAResult));
-        assert_eq!(
-            MsmlResult::parse(v("<result response=\"200\"><x/></result>").as_bytes()),
-            Err(MsmlError::UnknownElement { element: "x".into(), parent: "result".into() })
-        );
-    }
-}
+mod tests;

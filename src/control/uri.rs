@@ -48,7 +48,9 @@ impl ConfId {
         let ok = !id.is_empty()
             && id.len() <= MAX_CONF_ID_LEN
             && !id.starts_with('.')
-            && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
         if ok {
             Ok(ConfId(id))
         } else {
@@ -124,7 +126,12 @@ impl RequestUri {
         if dn.is_empty() {
             return Err(UriError::EmptyDn);
         }
-        Ok(RequestUri { conf_id, resource_manager, dn, record: true })
+        Ok(RequestUri {
+            conf_id,
+            resource_manager,
+            dn,
+            record: true,
+        })
     }
 
     /// Parses `sip:msml=<conf-id>@<host[:port]>;dn=<DN>[;record]`. The scheme and parameter
@@ -133,8 +140,11 @@ impl RequestUri {
     pub fn parse(text: &str) -> Result<RequestUri, UriError> {
         let text = text.trim();
         let rest = strip_prefix_ci(text, "sip:").ok_or(UriError::Syntax("scheme is not sip:"))?;
-        let (user, rest) = rest.split_once('@').ok_or(UriError::Syntax("no @ after the user part"))?;
-        let conf = strip_prefix_ci(user, "msml=").ok_or(UriError::Syntax("user part is not msml=<conf-id>"))?;
+        let (user, rest) = rest
+            .split_once('@')
+            .ok_or(UriError::Syntax("no @ after the user part"))?;
+        let conf = strip_prefix_ci(user, "msml=")
+            .ok_or(UriError::Syntax("user part is not msml=<conf-id>"))?;
         let conf_id = ConfId::new(conf)?;
         let rest = rest.split('?').next().unwrap_or(rest);
         let mut parts = rest.split(';');
@@ -157,7 +167,12 @@ impl RequestUri {
         if dn.is_empty() {
             return Err(UriError::EmptyDn);
         }
-        Ok(RequestUri { conf_id, resource_manager: host.to_string(), dn, record })
+        Ok(RequestUri {
+            conf_id,
+            resource_manager: host.to_string(),
+            dn,
+            record,
+        })
     }
 }
 
@@ -174,14 +189,18 @@ impl fmt::Display for RequestUri {
 
 fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix).then(|| &s[prefix.len()..])
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
 }
 
 fn check_host(host: &str) -> Result<(), UriError> {
     let bad = host.is_empty()
-        || host
-            .bytes()
-            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || b >= 0x80 || b";?@<>\"/,".contains(&b));
+        || host.bytes().any(|b| {
+            b.is_ascii_whitespace()
+                || b.is_ascii_control()
+                || b >= 0x80
+                || b";?@<>\"/,".contains(&b)
+        });
     if bad {
         Err(UriError::Host(host.to_string()))
     } else {
@@ -212,7 +231,9 @@ pub(crate) fn unescape(s: &str) -> Result<String, UriError> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3).ok_or_else(|| UriError::Escape(s.to_string()))?;
+            let hex = s
+                .get(i + 1..i + 3)
+                .ok_or_else(|| UriError::Escape(s.to_string()))?;
             let v = u8::from_str_radix(hex, 16).map_err(|_| UriError::Escape(s.to_string()))?;
             out.push(v);
             i += 3;
@@ -235,16 +256,26 @@ mod tests {
     #[test]
     fn builds_the_seed_uri_byte_exact() {
         let uri = RequestUri::recording(conf("callrec-00000001"), "10.0.0.5:5070", "2001").unwrap();
-        assert_eq!(uri.to_string(), "sip:msml=callrec-00000001@10.0.0.5:5070;dn=2001;record");
+        assert_eq!(
+            uri.to_string(),
+            "sip:msml=callrec-00000001@10.0.0.5:5070;dn=2001;record"
+        );
         let uri = RequestUri::recording(conf("abc"), "rm.example.com", "+14155550100").unwrap();
-        assert_eq!(uri.to_string(), "sip:msml=abc@rm.example.com;dn=+14155550100;record");
+        assert_eq!(
+            uri.to_string(),
+            "sip:msml=abc@rm.example.com;dn=+14155550100;record"
+        );
         let uri = RequestUri::recording(conf("a.b_c-d"), "[2001:db8::1]:5060", "7000").unwrap();
-        assert_eq!(uri.to_string(), "sip:msml=a.b_c-d@[2001:db8::1]:5060;dn=7000;record");
+        assert_eq!(
+            uri.to_string(),
+            "sip:msml=a.b_c-d@[2001:db8::1]:5060;dn=7000;record"
+        );
     }
 
     #[test]
     fn parses_back_every_part() {
-        let uri = RequestUri::parse("sip:msml=callrec-0000000a@127.0.0.1:5070;dn=2001;record").unwrap();
+        let uri =
+            RequestUri::parse("sip:msml=callrec-0000000a@127.0.0.1:5070;dn=2001;record").unwrap();
         assert_eq!(uri.conf_id.as_str(), "callrec-0000000a");
         assert_eq!(uri.resource_manager, "127.0.0.1:5070");
         assert_eq!(uri.dn, "2001");
@@ -266,20 +297,46 @@ mod tests {
         assert_eq!(text, "sip:msml=c1@rm;dn=*77%231%202%3Bx%40y%25;record");
         assert_eq!(RequestUri::parse(&text).unwrap(), uri);
         let uri = RequestUri::recording(conf("c1"), "rm", "Anrufbeantworter-ü").unwrap();
-        assert_eq!(uri.to_string(), "sip:msml=c1@rm;dn=Anrufbeantworter-%C3%BC;record");
-        assert_eq!(RequestUri::parse(&uri.to_string()).unwrap().dn, "Anrufbeantworter-ü");
+        assert_eq!(
+            uri.to_string(),
+            "sip:msml=c1@rm;dn=Anrufbeantworter-%C3%BC;record"
+        );
+        assert_eq!(
+            RequestUri::parse(&uri.to_string()).unwrap().dn,
+            "Anrufbeantworter-ü"
+        );
     }
 
     #[test]
     fn unsafe_conf_ids_and_hosts_are_rejected() {
-        for bad in ["", ".hidden", "a/b", "a b", "a@b", "a;b", "conf:1", "ü", &"x".repeat(65)] {
-            assert_eq!(ConfId::new(bad), Err(UriError::ConfId(bad.to_string())), "{bad:?}");
+        for bad in [
+            "",
+            ".hidden",
+            "a/b",
+            "a b",
+            "a@b",
+            "a;b",
+            "conf:1",
+            "ü",
+            &"x".repeat(65),
+        ] {
+            assert_eq!(
+                ConfId::new(bad),
+                Err(UriError::ConfId(bad.to_string())),
+                "{bad:?}"
+            );
         }
         assert!(ConfId::new("x".repeat(64)).is_ok());
         for bad in ["", "a;b", "a b", "a@b", "a/b"] {
-            assert_eq!(RequestUri::recording(conf("c"), bad, "1"), Err(UriError::Host(bad.to_string())));
+            assert_eq!(
+                RequestUri::recording(conf("c"), bad, "1"),
+                Err(UriError::Host(bad.to_string()))
+            );
         }
-        assert_eq!(RequestUri::recording(conf("c"), "rm", ""), Err(UriError::EmptyDn));
+        assert_eq!(
+            RequestUri::recording(conf("c"), "rm", ""),
+            Err(UriError::EmptyDn)
+        );
     }
 
     #[test]

@@ -43,6 +43,7 @@ pub struct McpRole {
     /// Recording ids are `writer + 1 + n * stride`: unique across all MCPs of the process.
     next_recording: u32,
     stride: u32,
+    next_tag: u64,
     dialogs: HashMap<String, Dialog>,
     outbox: Vec<Transmit>,
     outputs: Vec<RoleOutput>,
@@ -57,6 +58,7 @@ impl McpRole {
             format,
             next_recording: u32::from(writer) + 1,
             stride: writers.max(1),
+            next_tag: 1,
             dialogs: HashMap::new(),
             outbox: Vec::new(),
             outputs: Vec::new(),
@@ -76,10 +78,17 @@ impl McpRole {
     /// Handles a request relayed by the RM. Responses are not expected (the MCP sends none
     /// of its own requests) and are ignored.
     pub fn handle(&mut self, now: Timestamp, msg: &SipMessage) {
-        let Some(reply_to) = msg.vias.first().and_then(|v| super::via_sent_by(v)).map(str::to_string) else {
+        let Some(reply_to) = msg
+            .vias
+            .first()
+            .and_then(|v| super::via_sent_by(v))
+            .map(str::to_string)
+        else {
             return;
         };
-        let StartLine::Request { method, uri } = &msg.start else { return };
+        let StartLine::Request { method, uri } = &msg.start else {
+            return;
+        };
         match method.as_str() {
             "INVITE" if msg.to_tag.is_none() => self.on_invite(msg, uri, &reply_to),
             "INVITE" => self.on_reinvite(msg, &reply_to),
@@ -87,14 +96,23 @@ impl McpRole {
             "INFO" => self.on_info(now, msg, &reply_to),
             "BYE" => {
                 let Some(mut d) = self.dialogs.remove(&msg.call_id) else {
-                    return self.reply(msg, &reply_to, 481, "Call/Transaction Does Not Exist", None);
+                    return self.reply(
+                        msg,
+                        &reply_to,
+                        481,
+                        "Call/Transaction Does Not Exist",
+                        None,
+                    );
                 };
                 if d.recording.is_some() {
                     self.stop(now, &mut d);
                 }
                 let tag = d.local_tag.clone();
                 let bytes = response_to(msg, 200, "OK", Some(&tag)).finish();
-                self.outbox.push(Transmit { to: reply_to, bytes });
+                self.outbox.push(Transmit {
+                    to: reply_to,
+                    bytes,
+                });
             }
             _ => self.reply(msg, &reply_to, 501, "Not Implemented", None),
         }
@@ -114,7 +132,9 @@ impl McpRole {
         }
         let ruri = match RequestUri::parse(uri) {
             Ok(u) if u.record => u,
-            Ok(_) => return self.reply(msg, reply_to, 404, "Not Found (no record parameter)", None),
+            Ok(_) => {
+                return self.reply(msg, reply_to, 404, "Not Found (no record parameter)", None)
+            }
             Err(e) => return self.reply(msg, reply_to, 404, &format!("Not Found ({e})"), None),
         };
         if self.dialogs.values().any(|d| d.conf_id == ruri.conf_id) {
@@ -122,18 +142,27 @@ impl McpRole {
         }
         let (customer, agent) = match streams(msg) {
             Ok(s) => s,
-            Err(why) => return self.reply(msg, reply_to, 488, &format!("Not Acceptable Here ({why})"), None),
+            Err(why) => {
+                return self.reply(
+                    msg,
+                    reply_to,
+                    488,
+                    &format!("Not Acceptable Here ({why})"),
+                    None,
+                )
+            }
         };
         let sidecar = sidecar_fields(msg, &ruri, self.writer);
         let dialog = Dialog {
             conf_id: ruri.conf_id,
-            local_tag: format!("mcp{}-{:x}", self.writer, self.dialogs.len() as u64 + u64::from(self.next_recording)),
+            local_tag: format!("mcp{}-{:x}", self.writer, self.next_tag),
             customer,
             agent,
             sidecar,
             sdp_version: 1,
             recording: None,
         };
+        self.next_tag += 1;
         self.answer_sdp(msg, reply_to, &dialog);
         self.dialogs.insert(msg.call_id.clone(), dialog);
     }
@@ -159,7 +188,13 @@ impl McpRole {
             }
             Err(why) => {
                 let tag = d.local_tag.clone();
-                self.reply(msg, reply_to, 488, &format!("Not Acceptable Here ({why})"), Some(&tag));
+                self.reply(
+                    msg,
+                    reply_to,
+                    488,
+                    &format!("Not Acceptable Here ({why})"),
+                    Some(&tag),
+                );
             }
         }
         self.dialogs.insert(msg.call_id.clone(), d);
@@ -168,23 +203,35 @@ impl McpRole {
     fn on_info(&mut self, now: Timestamp, msg: &SipMessage, reply_to: &str) {
         let Some(mut d) = self.dialogs.remove(&msg.call_id) else {
             let body = MsmlResult::error(481, "no such recording dialog").to_xml();
-            return self.reply_body(msg, reply_to, 481, "Call/Transaction Does Not Exist", None, &body);
+            return self.reply_body(
+                msg,
+                reply_to,
+                481,
+                "Call/Transaction Does Not Exist",
+                None,
+                &body,
+            );
         };
         let tag = d.local_tag.clone();
         if msg.content_type.as_deref() != Some(MSML_CONTENT_TYPE) {
-            let body = MsmlResult::error(415, format!("INFO body must be {MSML_CONTENT_TYPE}")).to_xml();
+            let body =
+                MsmlResult::error(415, format!("INFO body must be {MSML_CONTENT_TYPE}")).to_xml();
             self.dialogs.insert(msg.call_id.clone(), d);
             let bytes = response_to(msg, 415, "Unsupported Media Type", Some(&tag))
                 .header("Accept", MSML_CONTENT_TYPE)
                 .body(MSML_CONTENT_TYPE, body.as_bytes());
-            self.outbox.push(Transmit { to: reply_to.to_string(), bytes });
+            self.outbox.push(Transmit {
+                to: reply_to.to_string(),
+                bytes,
+            });
             return;
         }
         let result = match MsmlRequest::parse(&msg.body) {
             Err(e) => MsmlResult::error(400, e.to_string()),
-            Ok(req) if req.conf_id() != &d.conf_id => {
-                MsmlResult::error(404, format!("unknown conference {} in this dialog", req.conf_id()))
-            }
+            Ok(req) if req.conf_id() != &d.conf_id => MsmlResult::error(
+                404,
+                format!("unknown conference {} in this dialog", req.conf_id()),
+            ),
             Ok(req) => self.apply(now, &mut d, req),
         };
         self.dialogs.insert(msg.call_id.clone(), d);
@@ -244,14 +291,22 @@ impl McpRole {
         if let Some(rec) = d.recording.take() {
             // Flows go first so no packet reaches the writer after its Stop.
             self.remove_flows(d);
-            self.writer_msg(WriterMsg::Stop { recording: rec.id, at: now });
+            self.writer_msg(WriterMsg::Stop {
+                recording: rec.id,
+                at: now,
+            });
         }
     }
 
     fn install_flows(&mut self, d: &Dialog, id: RecordingId) {
         for (key, channel) in flow_keys(d) {
-            let target = FlowTarget { writer: self.writer, recording: id, channel };
-            self.outputs.push(RoleOutput::Flow(FlowUpdate::Install(key, target)));
+            let target = FlowTarget {
+                writer: self.writer,
+                recording: id,
+                channel,
+            };
+            self.outputs
+                .push(RoleOutput::Flow(FlowUpdate::Install(key, target)));
         }
     }
 
@@ -262,37 +317,70 @@ impl McpRole {
     }
 
     fn writer_msg(&mut self, msg: WriterMsg) {
-        self.outputs.push(RoleOutput::Writer { writer: self.writer, msg });
+        self.outputs.push(RoleOutput::Writer {
+            writer: self.writer,
+            msg,
+        });
     }
 
     fn answer_sdp(&mut self, msg: &SipMessage, reply_to: &str, d: &Dialog) {
         // A recorder only listens (it sniffs the call's RTP), so it answers recvonly on the
         // discard port: there is no socket behind these streams.
-        let ip = host_of(&self.addr).parse().unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+        let ip = host_of(&self.addr)
+            .parse()
+            .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
         let answer = |m: &MediaDescription| MediaDescription {
             addr: SocketAddr::new(ip, 9),
             direction: Direction::RecvOnly,
             ..m.clone()
         };
-        let sdp = sdp_body(&self.addr, d.sdp_version, &[&answer(&d.customer), &answer(&d.agent)]);
+        let sdp = sdp_body(
+            &self.addr,
+            d.sdp_version,
+            &[&answer(&d.customer), &answer(&d.agent)],
+        );
         let mut b = response_to(msg, 200, "OK", Some(&d.local_tag));
         for rr in msg.header_all("Record-Route") {
             b = b.header("Record-Route", rr);
         }
-        let bytes = b.contact(&format!("sip:mcp{}@{}", self.writer, self.addr)).body("application/sdp", sdp.as_bytes());
-        self.outbox.push(Transmit { to: reply_to.to_string(), bytes });
+        let bytes = b
+            .contact(&format!("sip:mcp{}@{}", self.writer, self.addr))
+            .body("application/sdp", sdp.as_bytes());
+        self.outbox.push(Transmit {
+            to: reply_to.to_string(),
+            bytes,
+        });
     }
 
     fn reply(&mut self, msg: &SipMessage, to: &str, code: u16, reason: &str, tag: Option<&str>) {
-        let tag = tag.map(str::to_string).unwrap_or_else(|| format!("mcp{}", self.writer));
+        let tag = tag
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("mcp{}", self.writer));
         let bytes = response_to(msg, code, reason, Some(&tag)).finish();
-        self.outbox.push(Transmit { to: to.to_string(), bytes });
+        self.outbox.push(Transmit {
+            to: to.to_string(),
+            bytes,
+        });
     }
 
-    fn reply_body(&mut self, msg: &SipMessage, to: &str, code: u16, reason: &str, tag: Option<&str>, body: &str) {
-        let tag = tag.map(str::to_string).unwrap_or_else(|| format!("mcp{}", self.writer));
-        let bytes = response_to(msg, code, reason, Some(&tag)).body(MSML_CONTENT_TYPE, body.as_bytes());
-        self.outbox.push(Transmit { to: to.to_string(), bytes });
+    fn reply_body(
+        &mut self,
+        msg: &SipMessage,
+        to: &str,
+        code: u16,
+        reason: &str,
+        tag: Option<&str>,
+        body: &str,
+    ) {
+        let tag = tag
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("mcp{}", self.writer));
+        let bytes =
+            response_to(msg, code, reason, Some(&tag)).body(MSML_CONTENT_TYPE, body.as_bytes());
+        self.outbox.push(Transmit {
+            to: to.to_string(),
+            bytes,
+        });
     }
 }
 
@@ -300,14 +388,29 @@ impl McpRole {
 /// right. Each party's SDP address is where it receives, and with symmetric RTP where it sends.
 fn flow_keys(d: &Dialog) -> [(FlowKey, Channel); 2] {
     [
-        (FlowKey { src: d.customer.addr, dst: d.agent.addr }, Channel::Left),
-        (FlowKey { src: d.agent.addr, dst: d.customer.addr }, Channel::Right),
+        (
+            FlowKey {
+                src: d.customer.addr,
+                dst: d.agent.addr,
+            },
+            Channel::Left,
+        ),
+        (
+            FlowKey {
+                src: d.agent.addr,
+                dst: d.customer.addr,
+            },
+            Channel::Right,
+        ),
     ]
 }
 
 fn channel_spec(m: &MediaDescription) -> ChannelSpec {
     // heapless::Vec holds 8; an m= line with more G.711 types than that keeps the first 8.
-    ChannelSpec { payload_types: m.payload_types.iter().copied().take(8).collect(), event_pt: m.event_pt }
+    ChannelSpec {
+        payload_types: m.payload_types.iter().copied().take(8).collect(),
+        event_pt: m.event_pt,
+    }
 }
 
 /// The `customer` and `agent` labelled audio streams of the INVITE's SDP.
@@ -325,10 +428,16 @@ fn streams(msg: &SipMessage) -> Result<(MediaDescription, MediaDescription), Str
 }
 
 fn sidecar_fields(msg: &SipMessage, ruri: &RequestUri, writer: u16) -> Map<String, Value> {
-    let text = |name: &str| msg.header(name).map(|v| Value::String(v.trim().to_string())).unwrap_or(Value::Null);
+    let text = |name: &str| {
+        msg.header(name)
+            .map(|v| Value::String(v.trim().to_string()))
+            .unwrap_or(Value::Null)
+    };
     let mut extensions = Map::new();
     for (name, value) in &msg.headers {
-        let Some(key) = name.get(..HDR_EXTENSION_PREFIX.len()).filter(|p| p.eq_ignore_ascii_case(HDR_EXTENSION_PREFIX))
+        let Some(key) = name
+            .get(..HDR_EXTENSION_PREFIX.len())
+            .filter(|p| p.eq_ignore_ascii_case(HDR_EXTENSION_PREFIX))
         else {
             continue;
         };
@@ -341,7 +450,11 @@ fn sidecar_fields(msg: &SipMessage, ruri: &RequestUri, writer: u16) -> Map<Strin
     m.insert("dn".into(), Value::String(ruri.dn.clone()));
     m.insert(
         "call_ids".into(),
-        Value::Array(msg.header_all(HDR_CALL_ID).map(|v| Value::String(v.trim().to_string())).collect()),
+        Value::Array(
+            msg.header_all(HDR_CALL_ID)
+                .map(|v| Value::String(v.trim().to_string()))
+                .collect(),
+        ),
     );
     let mut dns = Map::new();
     dns.insert("customer".into(), text(HDR_CUSTOMER_DN));

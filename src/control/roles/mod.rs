@@ -141,6 +141,9 @@ pub enum RoleError {
 }
 
 /// An effect of the recording flow, in the order it happened.
+// WriterMsg is large only for its Rtp variant, which the roles never emit; these are a few
+// control-path values per call, so boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum RoleOutput {
     /// A flow-table change.
     Flow(FlowUpdate),
@@ -201,7 +204,12 @@ impl RecordingRoles {
     /// Sets up the roles: one MCP per writer.
     pub fn new(cfg: RolesConfig) -> Result<RecordingRoles, RoleError> {
         let mcp_addrs: Vec<String> = (0..cfg.writers)
-            .map(|k| cfg.mcp_addrs.get(k).cloned().unwrap_or_else(|| format!("127.0.0.1:{}", 5070 + k)))
+            .map(|k| {
+                cfg.mcp_addrs
+                    .get(k)
+                    .cloned()
+                    .unwrap_or_else(|| format!("127.0.0.1:{}", 5070 + k))
+            })
             .collect();
         let ss = SipServerRole::new(&cfg)?;
         let rm = ResourceManagerRole::new(cfg.rm_addr.clone(), mcp_addrs.clone());
@@ -226,7 +234,9 @@ impl RecordingRoles {
     pub fn start(&mut self, now: Timestamp, req: RecordRequest) -> Result<SessionId, RoleError> {
         let id = self.ss.start_recording(now, &req)?;
         self.run(now);
-        self.ss.outcome(id, sip_server::Goal::Recording).map(|()| id)
+        self.ss
+            .outcome(id, sip_server::Goal::Recording)
+            .map(|()| id)
     }
 
     /// Pauses a recording (`<send event="pause">`): silence from now on.
@@ -330,8 +340,18 @@ impl RecordingRoles {
             self.outputs.extend(mcp.drain_outputs());
         }
         let mut sent: Vec<(String, Transmit)> = Vec::new();
-        sent.extend(self.ss.drain_transmits().into_iter().map(|t| (self.ss.addr().to_string(), t)));
-        sent.extend(self.rm.drain_transmits().into_iter().map(|t| (self.rm.addr().to_string(), t)));
+        sent.extend(
+            self.ss
+                .drain_transmits()
+                .into_iter()
+                .map(|t| (self.ss.addr().to_string(), t)),
+        );
+        sent.extend(
+            self.rm
+                .drain_transmits()
+                .into_iter()
+                .map(|t| (self.rm.addr().to_string(), t)),
+        );
         for mcp in &mut self.mcps {
             let from = mcp.addr().to_string();
             sent.extend(mcp.drain_transmits().into_iter().map(|t| (from.clone(), t)));
@@ -358,7 +378,8 @@ pub(crate) fn host_of(addr: &str) -> &str {
 pub(crate) fn sdp_body(origin: &str, version: u32, streams: &[&MediaDescription]) -> String {
     let host = host_of(origin);
     let family = if host.contains(':') { "IP6" } else { "IP4" };
-    let mut out = format!("v=0\r\no=callrec 1 {version} IN {family} {host}\r\ns=callrec\r\nt=0 0\r\n");
+    let mut out =
+        format!("v=0\r\no=callrec 1 {version} IN {family} {host}\r\ns=callrec\r\nt=0 0\r\n");
     for m in streams {
         write_audio_media(&mut out, m);
     }
@@ -373,7 +394,11 @@ pub(crate) fn is_header(name: &str, full: &str, compact: Option<&str>) -> bool {
 /// `sent-by` (`host[:port]`) of a Via value `SIP/2.0/UDP host:port;branch=...`.
 pub(crate) fn via_sent_by(via: &str) -> Option<&str> {
     let after = via.trim().split_once(char::is_whitespace)?.1.trim_start();
-    after.split(';').next().map(str::trim).filter(|s| !s.is_empty())
+    after
+        .split(';')
+        .next()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
 }
 
 /// `branch` parameter of a Via value.
@@ -399,5 +424,7 @@ pub(crate) fn escape_token(s: &str) -> String {
 
 /// A header value safe on one line: controls (CR, LF, ...) become spaces.
 pub(crate) fn header_safe(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }

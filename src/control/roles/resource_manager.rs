@@ -29,7 +29,14 @@ impl ResourceManagerRole {
     /// An RM at `addr` fronting the MCPs at `mcps` (index = writer).
     pub fn new(addr: String, mcps: Vec<String>) -> ResourceManagerRole {
         let load = vec![0; mcps.len()];
-        ResourceManagerRole { addr, mcps, load, dialogs: HashMap::new(), next_branch: 1, outbox: Vec::new() }
+        ResourceManagerRole {
+            addr,
+            mcps,
+            load,
+            dialogs: HashMap::new(),
+            next_branch: 1,
+            outbox: Vec::new(),
+        }
     }
 
     /// This role's address.
@@ -55,11 +62,19 @@ impl ResourceManagerRole {
     }
 
     fn on_request(&mut self, msg: &SipMessage, method: &str, uri: &str) {
-        let Some(reply_to) = msg.vias.first().and_then(|v| via_sent_by(v)).map(str::to_string) else {
+        let Some(reply_to) = msg
+            .vias
+            .first()
+            .and_then(|v| via_sent_by(v))
+            .map(str::to_string)
+        else {
             tracing::warn!("request without a usable Via; dropped");
             return;
         };
-        let max_forwards = msg.header("Max-Forwards").and_then(|v| v.trim().parse::<u32>().ok()).unwrap_or(70);
+        let max_forwards = msg
+            .header("Max-Forwards")
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .unwrap_or(70);
         if max_forwards == 0 {
             self.respond(msg, &reply_to, 483, "Too Many Hops");
             return;
@@ -75,7 +90,13 @@ impl ResourceManagerRole {
                     return;
                 };
                 self.load[k] += 1;
-                self.dialogs.insert(msg.call_id.clone(), Dialog { mcp: k, established: false });
+                self.dialogs.insert(
+                    msg.call_id.clone(),
+                    Dialog {
+                        mcp: k,
+                        established: false,
+                    },
+                );
                 k
             }
         } else {
@@ -105,7 +126,10 @@ impl ResourceManagerRole {
             }
             if is_header(name, "Max-Forwards", None) {
                 b = b.max_forwards(max_forwards.saturating_sub(1).min(255) as u8);
-            } else if is_header(name, "Route", None) && !own_route_seen && value.contains(self.addr.as_str()) {
+            } else if is_header(name, "Route", None)
+                && !own_route_seen
+                && value.contains(self.addr.as_str())
+            {
                 // Our own loose route: consumed here (RFC 3261 16.4).
                 own_route_seen = true;
             } else if !is_body_header(name) {
@@ -113,18 +137,28 @@ impl ResourceManagerRole {
             }
         }
         let bytes = finish(b, msg);
-        let to = self.mcps[mcp].clone();
-        self.outbox.push(Transmit { to, bytes });
+        if let Some(to) = self.mcps.get(mcp).cloned() {
+            self.outbox.push(Transmit { to, bytes });
+        }
     }
 
     fn on_response(&mut self, msg: &SipMessage, code: u16) {
         let ours = msg.vias.first().and_then(|v| via_sent_by(v)) == Some(self.addr.as_str())
-            && msg.vias.first().and_then(|v| via_branch(v)).is_some_and(|b| b.starts_with("z9hG4bK-rm-"));
+            && msg
+                .vias
+                .first()
+                .and_then(|v| via_branch(v))
+                .is_some_and(|b| b.starts_with("z9hG4bK-rm-"));
         if !ours {
             tracing::warn!("response whose top Via is not the RM's; dropped");
             return;
         }
-        let Some(next) = msg.vias.get(1).and_then(|v| via_sent_by(v)).map(str::to_string) else {
+        let Some(next) = msg
+            .vias
+            .get(1)
+            .and_then(|v| via_sent_by(v))
+            .map(str::to_string)
+        else {
             tracing::warn!("response with no Via below the RM's; dropped");
             return;
         };
@@ -171,7 +205,10 @@ impl ResourceManagerRole {
 
     fn respond(&mut self, msg: &SipMessage, to: &str, code: u16, reason: &str) {
         let bytes = response_to(msg, code, reason, Some("rm")).finish();
-        self.outbox.push(Transmit { to: to.to_string(), bytes });
+        self.outbox.push(Transmit {
+            to: to.to_string(),
+            bytes,
+        });
     }
 }
 

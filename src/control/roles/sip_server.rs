@@ -3,8 +3,9 @@
 //! MSML INFOs and ends it with BYE, tracking each dialog's CSeq and route.
 
 use super::{
-    header_safe, escape_token, sdp_body, RecordRequest, RoleError, RolesConfig, SessionId, Transmit,
-    HDR_AGENT_DN, HDR_CALL_ID, HDR_CUSTOMER_DN, HDR_EXTENSION_PREFIX, HDR_TRIGGER, MSML_CONTENT_TYPE,
+    escape_token, header_safe, sdp_body, RecordRequest, RoleError, RolesConfig, SessionId,
+    Transmit, HDR_AGENT_DN, HDR_CALL_ID, HDR_CUSTOMER_DN, HDR_EXTENSION_PREFIX, HDR_TRIGGER,
+    MSML_CONTENT_TYPE,
 };
 use crate::control::msml::{MsmlRequest, MsmlResult};
 use crate::control::sdp::MediaDescription;
@@ -93,6 +94,8 @@ struct Session {
     /// Record-Route of the 2xx, sent back as Route.
     route: Vec<String>,
     cseq: u32,
+    /// Branch of the last INVITE: the ACK of a failure answer reuses it (RFC 3261 17.1.1.3).
+    invite_branch: String,
     sdp_version: u32,
     state: State,
     pending: Option<Pending>,
@@ -141,7 +144,10 @@ impl SipServerRole {
 
     /// Sessions held (not yet closed).
     pub fn session_count(&self) -> usize {
-        self.sessions.values().filter(|s| s.state != State::Closed).count()
+        self.sessions
+            .values()
+            .filter(|s| s.state != State::Closed)
+            .count()
     }
 
     /// A session's conf-id.
@@ -150,18 +156,32 @@ impl SipServerRole {
     }
 
     /// Names a new session and queues its INVITE to the RM.
-    pub fn start_recording(&mut self, _now: Timestamp, req: &RecordRequest) -> Result<SessionId, RoleError> {
+    pub fn start_recording(
+        &mut self,
+        _now: Timestamp,
+        req: &RecordRequest,
+    ) -> Result<SessionId, RoleError> {
         let conf_id = match &req.conf_id {
             Some(c) => ConfId::new(c.clone())?,
             None => self.confs.next_id(),
         };
-        if self.sessions.values().any(|s| s.conf_id == conf_id && s.state != State::Closed) {
+        if self
+            .sessions
+            .values()
+            .any(|s| s.conf_id == conf_id && s.state != State::Closed)
+        {
             return Err(RoleError::ConfIdInUse(conf_id.to_string()));
         }
-        let uri = RequestUri::recording(conf_id.clone(), self.resource_manager.clone(), req.dn.clone())?;
+        let uri = RequestUri::recording(
+            conf_id.clone(),
+            self.resource_manager.clone(),
+            req.dn.clone(),
+        )?;
         let id = SessionId(self.next_session);
         self.next_session = self.next_session.wrapping_add(1);
+        let branch = self.branch();
         let session = Session {
+            invite_branch: branch.clone(),
             call_id: format!("{conf_id}-{:x}@{}", id.0, super::host_of(&self.addr)),
             local_tag: format!("ss{:x}", id.0),
             conf_id,
@@ -178,7 +198,6 @@ impl SipServerRole {
             agent: labelled(&req.agent, "agent"),
         };
         let uri_text = session.uri.to_string();
-        let branch = self.branch();
         let mut b = SipBuilder::request("INVITE", &uri_text)
             .via("UDP", &self.addr, &branch)
             .max_forwards(70)
@@ -198,11 +217,21 @@ impl SipServerRole {
             b = b.header(HDR_AGENT_DN, &header_safe(dn));
         }
         for (k, v) in &req.extensions {
-            b = b.header(&format!("{HDR_EXTENSION_PREFIX}{}", escape_token(k)), &header_safe(v));
+            b = b.header(
+                &format!("{HDR_EXTENSION_PREFIX}{}", escape_token(k)),
+                &header_safe(v),
+            );
         }
-        let sdp = sdp_body(&self.addr, session.sdp_version, &[&session.customer, &session.agent]);
+        let sdp = sdp_body(
+            &self.addr,
+            session.sdp_version,
+            &[&session.customer, &session.agent],
+        );
         let bytes = b.body("application/sdp", sdp.as_bytes());
-        self.outbox.push(Transmit { to: self.rm_addr.clone(), bytes });
+        self.outbox.push(Transmit {
+            to: self.rm_addr.clone(),
+            bytes,
+        });
         self.sessions.insert(id, session);
         Ok(id)
     }
@@ -219,7 +248,12 @@ impl SipServerRole {
 
     /// Queues INFO `<dialogend>`; BYE follows its answer.
     pub fn stop(&mut self, now: Timestamp, id: SessionId) -> Result<(), RoleError> {
-        self.info(now, id, Op::Stop, &[State::Starting, State::Recording, State::Paused])
+        self.info(
+            now,
+            id,
+            Op::Stop,
+            &[State::Starting, State::Recording, State::Paused],
+        )
     }
 
     /// Queues a re-INVITE with the new streams.
@@ -230,22 +264,35 @@ impl SipServerRole {
         customer: MediaDescription,
         agent: MediaDescription,
     ) -> Result<(), RoleError> {
-        self.check(id, "update the media of", &[State::Starting, State::Recording, State::Paused])?;
+        self.check(
+            id,
+            "update the media of",
+            &[State::Starting, State::Recording, State::Paused],
+        )?;
         let branch = self.branch();
         let local = self.local_uri();
         let addr = self.addr.clone();
-        let Some(s) = self.sessions.get_mut(&id) else { return Err(RoleError::UnknownSession(id)) };
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return Err(RoleError::UnknownSession(id));
+        };
         s.customer = labelled(&customer, "customer");
         s.agent = labelled(&agent, "agent");
         s.sdp_version += 1;
+        s.invite_branch = branch.clone();
         s.cseq += 1;
-        s.pending = Some(Pending::Invite { cseq: s.cseq, re: true });
+        s.pending = Some(Pending::Invite {
+            cseq: s.cseq,
+            re: true,
+        });
         s.error = None;
         let sdp = sdp_body(&addr, s.sdp_version, &[&s.customer, &s.agent]);
         let bytes = in_dialog(s, "INVITE", s.cseq, &addr, &branch, &local)
             .contact(&local)
             .body("application/sdp", sdp.as_bytes());
-        self.outbox.push(Transmit { to: self.rm_addr.clone(), bytes });
+        self.outbox.push(Transmit {
+            to: self.rm_addr.clone(),
+            bytes,
+        });
         Ok(())
     }
 
@@ -254,7 +301,10 @@ impl SipServerRole {
         let Some(code) = msg.status() else {
             // The SIP Server only ever sends requests in these dialogs; a request from the
             // RM/MCP side (e.g. a BYE) is not part of the flow yet.
-            tracing::warn!(method = msg.method(), "SIP Server role ignores an incoming request");
+            tracing::warn!(
+                method = msg.method(),
+                "SIP Server role ignores an incoming request"
+            );
             return;
         };
         if code < 200 {
@@ -288,7 +338,9 @@ impl SipServerRole {
     /// After an operation's exchange: Ok when the session reached `goal`, else the refusal.
     /// A closed session is forgotten here.
     pub(crate) fn outcome(&mut self, id: SessionId, goal: Goal) -> Result<(), RoleError> {
-        let Some(s) = self.sessions.get_mut(&id) else { return Err(RoleError::UnknownSession(id)) };
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return Err(RoleError::UnknownSession(id));
+        };
         let error = s.error.take();
         let step = match s.pending {
             Some(Pending::Invite { re: false, .. }) => Some("INVITE"),
@@ -304,6 +356,15 @@ impl SipServerRole {
             Goal::Closed => s.state == State::Closed,
             Goal::Unchanged => s.pending.is_none(),
         };
+        if error.is_none() && step.is_some() {
+            // The exchange ended without the answer (a role dropped a message): give up the
+            // transaction so the session can still be stopped; an unanswered INVITE leaves
+            // no dialog to keep.
+            s.pending = None;
+            if s.state == State::Inviting {
+                s.state = State::Closed;
+            }
+        }
         if s.state == State::Closed {
             self.sessions.remove(&id);
         }
@@ -311,7 +372,10 @@ impl SipServerRole {
             (Some(e), _) => Err(e),
             (None, Some(step)) => Err(RoleError::NoAnswer { conf_id, step }),
             (None, None) if reached => Ok(()),
-            (None, None) => Err(RoleError::NoAnswer { conf_id, step: "the last request" }),
+            (None, None) => Err(RoleError::NoAnswer {
+                conf_id,
+                step: "the last request",
+            }),
         }
     }
 
@@ -319,11 +383,21 @@ impl SipServerRole {
         std::mem::take(&mut self.outbox)
     }
 
-    fn on_invite_response(&mut self, now: Timestamp, id: SessionId, code: u16, msg: &SipMessage, cseq: u32, re: bool) {
+    fn on_invite_response(
+        &mut self,
+        now: Timestamp,
+        id: SessionId,
+        code: u16,
+        msg: &SipMessage,
+        cseq: u32,
+        re: bool,
+    ) {
         let branch = self.branch();
         let local = self.local_uri();
         let addr = self.addr.clone();
-        let Some(s) = self.sessions.get_mut(&id) else { return };
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return;
+        };
         s.pending = None;
         if !re && code < 300 {
             s.remote_tag = msg.to_tag.clone();
@@ -331,10 +405,20 @@ impl SipServerRole {
             s.route = msg.header_all("Record-Route").map(str::to_string).collect();
         }
         // ACK: for a 2xx a new transaction end to end; for a failure it completes the INVITE
-        // transaction (same CSeq either way).
+        // transaction, so it reuses the INVITE's branch (same CSeq either way).
+        let branch = if code >= 300 {
+            s.invite_branch.clone()
+        } else {
+            branch
+        };
         let ack = in_dialog(s, "ACK", cseq, &addr, &branch, &local).finish();
-        self.outbox.push(Transmit { to: self.rm_addr.clone(), bytes: ack });
-        let Some(s) = self.sessions.get_mut(&id) else { return };
+        self.outbox.push(Transmit {
+            to: self.rm_addr.clone(),
+            bytes: ack,
+        });
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return;
+        };
         if code >= 300 {
             let step = if re { "re-INVITE" } else { "INVITE" };
             s.error.get_or_insert(rejected(s, step, code, msg));
@@ -349,8 +433,17 @@ impl SipServerRole {
         }
     }
 
-    fn on_info_response(&mut self, now: Timestamp, id: SessionId, code: u16, msg: &SipMessage, op: Op) {
-        let Some(s) = self.sessions.get_mut(&id) else { return };
+    fn on_info_response(
+        &mut self,
+        now: Timestamp,
+        id: SessionId,
+        code: u16,
+        msg: &SipMessage,
+        op: Op,
+    ) {
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return;
+        };
         s.pending = None;
         let result = if code < 300 {
             match MsmlResult::parse(&msg.body) {
@@ -382,7 +475,13 @@ impl SipServerRole {
         }
     }
 
-    fn info(&mut self, _now: Timestamp, id: SessionId, op: Op, allowed: &[State]) -> Result<(), RoleError> {
+    fn info(
+        &mut self,
+        _now: Timestamp,
+        id: SessionId,
+        op: Op,
+        allowed: &[State],
+    ) -> Result<(), RoleError> {
         let verb = match op {
             Op::Start => "start",
             Op::Pause => "pause",
@@ -395,11 +494,16 @@ impl SipServerRole {
         let addr = self.addr.clone();
         let out_dir = self.out_dir.clone();
         let format = self.format;
-        let Some(s) = self.sessions.get_mut(&id) else { return Err(RoleError::UnknownSession(id)) };
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return Err(RoleError::UnknownSession(id));
+        };
         let conf_id = s.conf_id.clone();
         let request = match op {
             Op::Start => MsmlRequest::Start {
-                dest: format!("file://{}", out_dir.join(format!("{conf_id}.wav")).display()),
+                dest: format!(
+                    "file://{}",
+                    out_dir.join(format!("{conf_id}.wav")).display()
+                ),
                 format: record_format(format, s.customer.codec(), s.agent.codec()).to_string(),
                 conf_id,
             },
@@ -416,8 +520,12 @@ impl SipServerRole {
             s.error = None;
         }
         let body = request.to_xml();
-        let bytes = in_dialog(s, "INFO", s.cseq, &addr, &branch, &local).body(MSML_CONTENT_TYPE, body.as_bytes());
-        self.outbox.push(Transmit { to: self.rm_addr.clone(), bytes });
+        let bytes = in_dialog(s, "INFO", s.cseq, &addr, &branch, &local)
+            .body(MSML_CONTENT_TYPE, body.as_bytes());
+        self.outbox.push(Transmit {
+            to: self.rm_addr.clone(),
+            bytes,
+        });
         Ok(())
     }
 
@@ -425,21 +533,33 @@ impl SipServerRole {
         let branch = self.branch();
         let local = self.local_uri();
         let addr = self.addr.clone();
-        let Some(s) = self.sessions.get_mut(&id) else { return };
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return;
+        };
         s.cseq += 1;
         s.pending = Some(Pending::Bye { cseq: s.cseq });
         s.state = State::Ending;
         let bytes = in_dialog(s, "BYE", s.cseq, &addr, &branch, &local).finish();
-        self.outbox.push(Transmit { to: self.rm_addr.clone(), bytes });
+        self.outbox.push(Transmit {
+            to: self.rm_addr.clone(),
+            bytes,
+        });
     }
 
     fn check(&self, id: SessionId, op: &'static str, allowed: &[State]) -> Result<(), RoleError> {
-        let s = self.sessions.get(&id).ok_or(RoleError::UnknownSession(id))?;
+        let s = self
+            .sessions
+            .get(&id)
+            .ok_or(RoleError::UnknownSession(id))?;
         if s.state == State::Closed {
             return Err(RoleError::UnknownSession(id));
         }
         if !allowed.contains(&s.state) || s.pending.is_some() {
-            return Err(RoleError::State { conf_id: s.conf_id.to_string(), state: s.state.name(), op });
+            return Err(RoleError::State {
+                conf_id: s.conf_id.to_string(),
+                state: s.state.name(),
+                op,
+            });
         }
         Ok(())
     }
@@ -456,10 +576,19 @@ impl SipServerRole {
 }
 
 /// An in-dialog request's start and headers, up to (not including) Contact/body.
-fn in_dialog(s: &Session, method: &str, cseq: u32, addr: &str, branch: &str, local: &str) -> SipBuilder {
+fn in_dialog(
+    s: &Session,
+    method: &str,
+    cseq: u32,
+    addr: &str,
+    branch: &str,
+    local: &str,
+) -> SipBuilder {
     let uri_text = s.uri.to_string();
     let target = s.remote_target.clone().unwrap_or_else(|| uri_text.clone());
-    let mut b = SipBuilder::request(method, &target).via("UDP", addr, branch).max_forwards(70);
+    let mut b = SipBuilder::request(method, &target)
+        .via("UDP", addr, branch)
+        .max_forwards(70);
     for route in &s.route {
         b = b.header("Route", route);
     }
@@ -470,11 +599,18 @@ fn in_dialog(s: &Session, method: &str, cseq: u32, addr: &str, branch: &str, loc
 }
 
 fn labelled(m: &MediaDescription, label: &str) -> MediaDescription {
-    MediaDescription { label: Some(label.to_string()), ..m.clone() }
+    MediaDescription {
+        label: Some(label.to_string()),
+        ..m.clone()
+    }
 }
 
 /// The MSML `format` of the recording: the file's codec, as the writer will choose it.
-fn record_format(format: OutputFormat, customer: Option<Codec>, agent: Option<Codec>) -> &'static str {
+fn record_format(
+    format: OutputFormat,
+    customer: Option<Codec>,
+    agent: Option<Codec>,
+) -> &'static str {
     match (format, customer, agent) {
         (OutputFormat::G711, Some(Codec::Pcma), Some(Codec::Pcma)) => "audio/wav;codec=pcma",
         (OutputFormat::G711, Some(Codec::Pcmu), Some(Codec::Pcmu)) => "audio/wav;codec=pcmu",
@@ -490,5 +626,10 @@ fn reason(msg: &SipMessage) -> String {
 }
 
 fn rejected(s: &Session, step: &'static str, code: u16, msg: &SipMessage) -> RoleError {
-    RoleError::Rejected { conf_id: s.conf_id.to_string(), step, code, reason: reason(msg) }
+    RoleError::Rejected {
+        conf_id: s.conf_id.to_string(),
+        step,
+        code,
+        reason: reason(msg),
+    }
 }

@@ -22,7 +22,9 @@ fn config(writers: usize) -> RolesConfig {
         resource_manager: "rm.callrec.test:5065".into(),
         sip_server_addr: SS.into(),
         rm_addr: RM.into(),
-        mcp_addrs: (0..writers).map(|k| format!("127.0.0.1:{}", 5070 + k)).collect(),
+        mcp_addrs: (0..writers)
+            .map(|k| format!("127.0.0.1:{}", 5070 + k))
+            .collect(),
         writers,
         out_dir: PathBuf::from("/rec"),
         format: OutputFormat::G711,
@@ -59,7 +61,14 @@ fn t(s: u64) -> Timestamp {
 }
 
 /// Every output, traces as "from -> to: first line", others as they are.
-fn drain(roles: &mut RecordingRoles) -> (Vec<String>, Vec<TraceRecord>, Vec<FlowUpdate>, Vec<(u16, WriterMsg)>) {
+type Drained = (
+    Vec<String>,
+    Vec<TraceRecord>,
+    Vec<FlowUpdate>,
+    Vec<(u16, WriterMsg)>,
+);
+
+fn drain(roles: &mut RecordingRoles) -> Drained {
     let (mut lines, mut traces, mut flows, mut writers) = (vec![], vec![], vec![], vec![]);
     while let Some(o) = roles.poll_output() {
         match o {
@@ -103,7 +112,17 @@ fn start_to_stop_exchanges_the_seed_messages_in_order() {
     );
     // The INVITE carries everything RFC 3261 asks for, and the two labelled streams.
     let invite = SipMessage::parse(traces[0].text.as_bytes()).unwrap();
-    for h in ["Via", "Max-Forwards", "From", "To", "Call-ID", "CSeq", "Contact", "Content-Type", "Content-Length"] {
+    for h in [
+        "Via",
+        "Max-Forwards",
+        "From",
+        "To",
+        "Call-ID",
+        "CSeq",
+        "Contact",
+        "Content-Type",
+        "Content-Length",
+    ] {
         assert!(invite.header(h).is_some(), "INVITE lacks {h}");
     }
     assert!(invite.top_branch.as_deref().unwrap().starts_with("z9hG4bK"));
@@ -111,10 +130,17 @@ fn start_to_stop_exchanges_the_seed_messages_in_order() {
     assert_eq!(invite.cseq, (1, "INVITE".to_string()));
     assert_eq!(invite.header("X-Genesys-id"), Some("rec-1"));
     let sdp = SessionDescription::parse(&invite.body).unwrap();
-    let labels: Vec<_> = sdp.audio.iter().map(|m| (m.label.clone().unwrap(), m.addr)).collect();
+    let labels: Vec<_> = sdp
+        .audio
+        .iter()
+        .map(|m| (m.label.clone().unwrap(), m.addr))
+        .collect();
     assert_eq!(
         labels,
-        vec![("customer".to_string(), a("192.0.2.10:40000")), ("agent".to_string(), a("198.51.100.20:50000"))]
+        vec![
+            ("customer".to_string(), a("192.0.2.10:40000")),
+            ("agent".to_string(), a("198.51.100.20:50000"))
+        ]
     );
     // The RM's forward: its Via on top of the SS's, a Record-Route, Max-Forwards decremented.
     let fwd = SipMessage::parse(traces[1].text.as_bytes()).unwrap();
@@ -133,31 +159,63 @@ fn start_to_stop_exchanges_the_seed_messages_in_order() {
     assert_eq!(info.header("Route"), Some("<sip:127.0.0.1:5065;lr>"));
     assert_eq!(info.content_type.as_deref(), Some("application/msml+xml"));
     let body = std::str::from_utf8(&info.body).unwrap();
-    assert!(body.contains(r#"<dialogstart target="conf:callrec-00000001" name="record" type="application/moml+xml">"#));
-    assert!(body.contains(r#"<record dest="file:///rec/callrec-00000001.wav" format="audio/wav;codec=pcma" />"#));
+    assert!(body.contains(
+        r#"<dialogstart target="conf:callrec-00000001" name="record" type="application/moml+xml">"#
+    ));
+    assert!(body.contains(
+        r#"<record dest="file:///rec/callrec-00000001.wav" format="audio/wav;codec=pcma" />"#
+    ));
     let result = SipMessage::parse(traces[9].text.as_bytes()).unwrap();
     assert_eq!(MsmlResult::parse(&result.body), Ok(MsmlResult::ok()));
 
     // Outputs: writer Start first, then both flows on writer 0.
     let rec = RecordingId(1);
-    let left = FlowKey { src: a("192.0.2.10:40000"), dst: a("198.51.100.20:50000") };
-    let right = FlowKey { src: a("198.51.100.20:50000"), dst: a("192.0.2.10:40000") };
+    let left = FlowKey {
+        src: a("192.0.2.10:40000"),
+        dst: a("198.51.100.20:50000"),
+    };
+    let right = FlowKey {
+        src: a("198.51.100.20:50000"),
+        dst: a("192.0.2.10:40000"),
+    };
     assert_eq!(
         flows,
         vec![
-            FlowUpdate::Install(left, FlowTarget { writer: 0, recording: rec, channel: Channel::Left }),
-            FlowUpdate::Install(right, FlowTarget { writer: 0, recording: rec, channel: Channel::Right }),
+            FlowUpdate::Install(
+                left,
+                FlowTarget {
+                    writer: 0,
+                    recording: rec,
+                    channel: Channel::Left
+                }
+            ),
+            FlowUpdate::Install(
+                right,
+                FlowTarget {
+                    writer: 0,
+                    recording: rec,
+                    channel: Channel::Right
+                }
+            ),
         ]
     );
     assert_eq!(writers.len(), 1);
-    let (w, WriterMsg::Start(spec)) = &writers[0] else { panic!("first writer message is not Start") };
+    let (w, WriterMsg::Start(spec)) = &writers[0] else {
+        panic!("first writer message is not Start")
+    };
     assert_eq!(*w, 0);
     assert_eq!(spec.id, rec);
     assert_eq!(spec.conf_id, "callrec-00000001");
     assert_eq!(spec.wav_path, PathBuf::from("/rec/callrec-00000001.wav"));
-    assert_eq!(spec.sidecar_path, PathBuf::from("/rec/callrec-00000001.json"));
+    assert_eq!(
+        spec.sidecar_path,
+        PathBuf::from("/rec/callrec-00000001.json")
+    );
     assert_eq!(spec.started, t(0));
-    assert_eq!(spec.channels[0].payload_types.as_slice(), &[(8, Codec::Pcma)]);
+    assert_eq!(
+        spec.channels[0].payload_types.as_slice(),
+        &[(8, Codec::Pcma)]
+    );
     assert_eq!(spec.channels[0].event_pt, Some(101));
     let sidecar = serde_json::Value::Object(spec.sidecar.clone());
     assert_eq!(
@@ -185,11 +243,18 @@ fn start_to_stop_exchanges_the_seed_messages_in_order() {
             format!("{RM} -> {SS}: SIP/2.0 200 OK"),
         ]
     );
-    assert!(traces[0].text.contains(r#"<dialogend id="conf:callrec-00000001/dialog:record"/>"#));
+    assert!(traces[0]
+        .text
+        .contains(r#"<dialogend id="conf:callrec-00000001/dialog:record"/>"#));
     assert!(traces[0].text.contains("CSeq: 3 INFO"));
     assert!(traces[4].text.contains("CSeq: 4 BYE"));
-    assert_eq!(flows, vec![FlowUpdate::Remove(left), FlowUpdate::Remove(right)]);
-    assert!(matches!(writers.as_slice(), [(0, WriterMsg::Stop { recording, at })] if *recording == rec && *at == t(30)));
+    assert_eq!(
+        flows,
+        vec![FlowUpdate::Remove(left), FlowUpdate::Remove(right)]
+    );
+    assert!(
+        matches!(writers.as_slice(), [(0, WriterMsg::Stop { recording, at })] if *recording == rec && *at == t(30))
+    );
     assert_eq!(roles.mcp_load(), &[0, 0]);
     assert_eq!(roles.dropped_messages(), 0);
     // Gone for good.
@@ -244,8 +309,12 @@ fn pause_and_resume_reach_the_writer_and_double_pause_is_refused() {
     roles.pause(t(5), id).unwrap();
     let (lines, traces, _, writers) = drain(&mut roles);
     assert_eq!(lines.len(), 4);
-    assert!(traces[0].text.contains(r#"<send target="conf:callrec-00000001/dialog:record" event="pause"/>"#));
-    assert!(matches!(writers.as_slice(), [(0, WriterMsg::Pause { recording: RecordingId(1), at })] if *at == t(5)));
+    assert!(traces[0]
+        .text
+        .contains(r#"<send target="conf:callrec-00000001/dialog:record" event="pause"/>"#));
+    assert!(
+        matches!(writers.as_slice(), [(0, WriterMsg::Pause { recording: RecordingId(1), at })] if *at == t(5))
+    );
 
     let err = roles.pause(t(6), id).unwrap_err();
     assert_eq!(
@@ -263,8 +332,13 @@ fn pause_and_resume_reach_the_writer_and_double_pause_is_refused() {
 
     roles.resume(t(7), id).unwrap();
     let (_, _, _, writers) = drain(&mut roles);
-    assert!(matches!(writers.as_slice(), [(0, WriterMsg::Resume { recording: RecordingId(1), at })] if *at == t(7)));
-    assert!(matches!(roles.resume(t(8), id), Err(RoleError::Rejected { code: 409, .. })));
+    assert!(
+        matches!(writers.as_slice(), [(0, WriterMsg::Resume { recording: RecordingId(1), at })] if *at == t(7))
+    );
+    assert!(matches!(
+        roles.resume(t(8), id),
+        Err(RoleError::Rejected { code: 409, .. })
+    ));
     // Still recording: stop works.
     roles.stop(t(9), id).unwrap();
 }
@@ -278,14 +352,33 @@ fn media_update_moves_the_flows_and_keeps_the_recording() {
     let agent = media("198.51.100.20:50000", 8, Codec::Pcma);
     roles.update_media(t(3), id, customer, agent).unwrap();
     let (lines, traces, flows, writers) = drain(&mut roles);
-    assert!(lines[0].ends_with("INVITE sip:mcp0@127.0.0.1:5070 SIP/2.0"), "{lines:?}");
+    assert!(
+        lines[0].ends_with("INVITE sip:mcp0@127.0.0.1:5070 SIP/2.0"),
+        "{lines:?}"
+    );
     assert_eq!(lines.len(), 6); // re-INVITE, 200, ACK, each via the RM
     assert!(traces[0].text.contains("CSeq: 3 INVITE"));
-    let old_left = FlowKey { src: a("192.0.2.10:40000"), dst: a("198.51.100.20:50000") };
-    let old_right = FlowKey { src: a("198.51.100.20:50000"), dst: a("192.0.2.10:40000") };
-    let new_left = FlowKey { src: a("192.0.2.11:41000"), dst: a("198.51.100.20:50000") };
-    let new_right = FlowKey { src: a("198.51.100.20:50000"), dst: a("192.0.2.11:41000") };
-    let target = |channel| FlowTarget { writer: 0, recording: RecordingId(1), channel };
+    let old_left = FlowKey {
+        src: a("192.0.2.10:40000"),
+        dst: a("198.51.100.20:50000"),
+    };
+    let old_right = FlowKey {
+        src: a("198.51.100.20:50000"),
+        dst: a("192.0.2.10:40000"),
+    };
+    let new_left = FlowKey {
+        src: a("192.0.2.11:41000"),
+        dst: a("198.51.100.20:50000"),
+    };
+    let new_right = FlowKey {
+        src: a("198.51.100.20:50000"),
+        dst: a("192.0.2.11:41000"),
+    };
+    let target = |channel| FlowTarget {
+        writer: 0,
+        recording: RecordingId(1),
+        channel,
+    };
     assert_eq!(
         flows,
         vec![
@@ -298,25 +391,46 @@ fn media_update_moves_the_flows_and_keeps_the_recording() {
     assert!(writers.is_empty(), "the writer keeps its file");
     roles.stop(t(4), id).unwrap();
     let (_, _, flows, _) = drain(&mut roles);
-    assert_eq!(flows, vec![FlowUpdate::Remove(new_left), FlowUpdate::Remove(new_right)]);
+    assert_eq!(
+        flows,
+        vec![FlowUpdate::Remove(new_left), FlowUpdate::Remove(new_right)]
+    );
 }
 
 #[test]
 fn unknown_sessions_bad_uris_and_caller_conf_ids() {
     let mut roles = RecordingRoles::new(config(1)).unwrap();
-    assert_eq!(roles.pause(t(0), SessionId(42)), Err(RoleError::UnknownSession(SessionId(42))));
-    assert_eq!(roles.stop(t(0), SessionId(42)), Err(RoleError::UnknownSession(SessionId(42))));
+    assert_eq!(
+        roles.pause(t(0), SessionId(42)),
+        Err(RoleError::UnknownSession(SessionId(42)))
+    );
+    assert_eq!(
+        roles.stop(t(0), SessionId(42)),
+        Err(RoleError::UnknownSession(SessionId(42)))
+    );
     let mut bad = request("", "c");
-    assert!(matches!(roles.start(t(0), bad.clone()), Err(RoleError::Uri(_))));
+    assert!(matches!(
+        roles.start(t(0), bad.clone()),
+        Err(RoleError::Uri(_))
+    ));
     bad.dn = "2001".into();
     bad.conf_id = Some("a/b".into());
-    assert!(matches!(roles.start(t(0), bad.clone()), Err(RoleError::Uri(_))));
-    assert!(drain(&mut roles).0.is_empty(), "nothing sent for a refused start");
+    assert!(matches!(
+        roles.start(t(0), bad.clone()),
+        Err(RoleError::Uri(_))
+    ));
+    assert!(
+        drain(&mut roles).0.is_empty(),
+        "nothing sent for a refused start"
+    );
     bad.conf_id = Some("cti-rec-7".into());
     let id = roles.start(t(0), bad.clone()).unwrap();
     assert_eq!(roles.conf_id(id).unwrap().as_str(), "cti-rec-7");
     // The same conf-id twice is refused before anything is sent.
-    assert_eq!(roles.start(t(0), bad.clone()), Err(RoleError::ConfIdInUse("cti-rec-7".into())));
+    assert_eq!(
+        roles.start(t(0), bad.clone()),
+        Err(RoleError::ConfIdInUse("cti-rec-7".into()))
+    );
     // Once the first has ended, the conf-id may be used again.
     roles.stop(t(1), id).unwrap();
     let again = roles.start(t(2), bad).unwrap();
@@ -329,8 +443,27 @@ fn unknown_sessions_bad_uris_and_caller_conf_ids() {
 fn no_writers_means_503_from_the_rm() {
     let mut roles = RecordingRoles::new(config(0)).unwrap();
     let err = roles.start(t(0), request("2001", "c")).unwrap_err();
-    assert!(matches!(err, RoleError::Rejected { step: "INVITE", code: 503, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            RoleError::Rejected {
+                step: "INVITE",
+                code: 503,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert_eq!(roles.active_sessions(), 0);
+    let (lines, traces, flows, writers) = drain(&mut roles);
+    assert_eq!(lines.len(), 3, "INVITE, 503, ACK: {lines:?}");
+    assert!(flows.is_empty() && writers.is_empty());
+    let invite = SipMessage::parse(traces[0].text.as_bytes()).unwrap();
+    let ack = SipMessage::parse(traces[2].text.as_bytes()).unwrap();
+    assert_eq!(ack.method(), "ACK");
+    // the ACK of a failure belongs to the INVITE's transaction
+    assert_eq!(ack.top_branch, invite.top_branch);
+    assert_eq!(ack.cseq, (1, "ACK".to_string()));
 }
 
 #[test]
@@ -371,7 +504,12 @@ fn mcp_with_dialog() -> McpRole {
     mcp
 }
 
-fn info(mcp: &mut McpRole, cseq: u32, content_type: &str, body: &str) -> (SipMessage, Vec<RoleOutput>) {
+fn info(
+    mcp: &mut McpRole,
+    cseq: u32,
+    content_type: &str,
+    body: &str,
+) -> (SipMessage, Vec<RoleOutput>) {
     let req = SipBuilder::request("INFO", "sip:mcp0@127.0.0.1:5070")
         .via("UDP", RM, &format!("z9hG4bK-{cseq}"))
         .from("sip:a@b", "t1")
@@ -389,26 +527,43 @@ fn mcp_answers_what_it_cannot_do_with_4xx_results() {
     let mut mcp = mcp_with_dialog();
     let result = |m: &SipMessage| MsmlResult::parse(&m.body).unwrap();
 
-    let (resp, out) = info(&mut mcp, 2, MSML_CONTENT_TYPE, "<msml version=\"1.1\"><dialogstart");
+    let (resp, out) = info(
+        &mut mcp,
+        2,
+        MSML_CONTENT_TYPE,
+        "<msml version=\"1.1\"><dialogstart",
+    );
     assert_eq!(resp.status(), Some(200));
     let r = result(&resp);
     assert_eq!(r.code, 400);
     assert!(r.description.unwrap().starts_with("malformed XML"));
     assert!(out.is_empty());
 
-    let (resp, _) = info(&mut mcp, 3, MSML_CONTENT_TYPE, "<msml version=\"1.1\"><play/></msml>");
-    assert_eq!(result(&resp), MsmlResult::error(400, "unknown element <play> in <msml>"));
+    let (resp, _) = info(
+        &mut mcp,
+        3,
+        MSML_CONTENT_TYPE,
+        "<msml version=\"1.1\"><play/></msml>",
+    );
+    assert_eq!(
+        result(&resp),
+        MsmlResult::error(400, "unknown element <play> in <msml>")
+    );
 
     let (resp, _) = info(&mut mcp, 4, "text/plain", "pause");
     assert_eq!(resp.status(), Some(415));
     assert_eq!(resp.header("Accept"), Some(MSML_CONTENT_TYPE));
     assert_eq!(result(&resp).code, 415);
 
-    let other = crate::control::msml::MsmlRequest::Pause { conf_id: crate::control::uri::ConfId::new("zz").unwrap() };
+    let other = crate::control::msml::MsmlRequest::Pause {
+        conf_id: crate::control::uri::ConfId::new("zz").unwrap(),
+    };
     let (resp, _) = info(&mut mcp, 5, MSML_CONTENT_TYPE, &other.to_xml());
     assert_eq!(result(&resp).code, 404);
 
-    let pause = crate::control::msml::MsmlRequest::Pause { conf_id: crate::control::uri::ConfId::new("x1").unwrap() };
+    let pause = crate::control::msml::MsmlRequest::Pause {
+        conf_id: crate::control::uri::ConfId::new("x1").unwrap(),
+    };
     let (resp, _) = info(&mut mcp, 6, MSML_CONTENT_TYPE, &pause.to_xml());
     assert_eq!(result(&resp), MsmlResult::error(409, "not recording"));
 
@@ -454,11 +609,23 @@ fn bye_while_recording_stops_the_writer_too() {
         .cseq(3, "BYE")
         .finish();
     mcp.handle(t(2), &SipMessage::parse(&bye).unwrap());
-    assert_eq!(SipMessage::parse(&mcp.drain_transmits()[0].bytes).unwrap().status(), Some(200));
+    assert_eq!(
+        SipMessage::parse(&mcp.drain_transmits()[0].bytes)
+            .unwrap()
+            .status(),
+        Some(200)
+    );
     let out = mcp.drain_outputs();
     assert!(matches!(
         out.as_slice(),
-        [RoleOutput::Flow(FlowUpdate::Remove(_)), RoleOutput::Flow(FlowUpdate::Remove(_)), RoleOutput::Writer { writer: 0, msg: WriterMsg::Stop { .. } }]
+        [
+            RoleOutput::Flow(FlowUpdate::Remove(_)),
+            RoleOutput::Flow(FlowUpdate::Remove(_)),
+            RoleOutput::Writer {
+                writer: 0,
+                msg: WriterMsg::Stop { .. }
+            }
+        ]
     ));
     assert_eq!(mcp.dialog_count(), 0);
 }
@@ -486,7 +653,91 @@ fn extension_keys_and_values_are_made_header_safe() {
     req.extensions = vec![("odd key:1".into(), "two\r\nlines".into())];
     roles.start(t(0), req).unwrap();
     let (_, traces, _, writers) = drain(&mut roles);
-    assert!(traces[0].text.contains("X-Genesys-odd%20key%3A1: two  lines\r\n"));
-    let (_, WriterMsg::Start(spec)) = &writers[0] else { panic!("no Start") };
-    assert_eq!(spec.sidecar["extensions"], serde_json::json!({"odd key:1": "two  lines"}));
+    assert!(traces[0]
+        .text
+        .contains("X-Genesys-odd%20key%3A1: two  lines\r\n"));
+    let (_, WriterMsg::Start(spec)) = &writers[0] else {
+        panic!("no Start")
+    };
+    assert_eq!(
+        spec.sidecar["extensions"],
+        serde_json::json!({"odd key:1": "two  lines"})
+    );
+}
+
+#[test]
+fn mcp_refuses_a_second_dialog_for_the_same_conference_and_unknown_reinvites() {
+    let mut mcp = mcp_with_dialog();
+    let sdp = "v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 4000 RTP/AVP 0\r\na=label:customer\r\nm=audio 6000 RTP/AVP 0\r\na=label:agent\r\n";
+    let invite = |call_id: &str, to_tag: Option<&str>| {
+        SipBuilder::request("INVITE", "sip:msml=x1@rm;dn=1;record")
+            .via("UDP", RM, "z9hG4bK-2")
+            .from("sip:a@b", "t2")
+            .to("sip:msml=x1@rm", to_tag)
+            .call_id(call_id)
+            .cseq(1, "INVITE")
+            .body("application/sdp", sdp.as_bytes())
+    };
+    mcp.handle(t(0), &SipMessage::parse(&invite("x2", None)).unwrap());
+    let resp = SipMessage::parse(&mcp.drain_transmits()[0].bytes).unwrap();
+    assert_eq!(resp.status(), Some(486));
+    mcp.handle(
+        t(0),
+        &SipMessage::parse(&invite("x3", Some("gone"))).unwrap(),
+    );
+    let resp = SipMessage::parse(&mcp.drain_transmits()[0].bytes).unwrap();
+    assert_eq!(resp.status(), Some(481));
+    assert_eq!(mcp.dialog_count(), 1);
+    assert!(mcp.drain_outputs().is_empty());
+}
+
+#[test]
+fn roles_survive_every_message_with_any_one_header_line_missing() {
+    // Record a whole run's messages, then hand each one, minus one line at a time, to every
+    // role of a set that is mid-recording. Nothing may panic, and the session must still stop.
+    let mut roles = RecordingRoles::new(config(2)).unwrap();
+    let id = roles.start(t(0), request("2001", "c")).unwrap();
+    roles.pause(t(1), id).unwrap();
+    roles.resume(t(2), id).unwrap();
+    roles
+        .update_media(
+            t(3),
+            id,
+            media("192.0.2.12:4000", 0, Codec::Pcmu),
+            media("192.0.2.13:4000", 0, Codec::Pcmu),
+        )
+        .unwrap();
+    roles.stop(t(4), id).unwrap();
+    let (_, traces, _, _) = drain(&mut roles);
+    assert!(traces.len() >= 30);
+
+    let mut victim = RecordingRoles::new(config(2)).unwrap();
+    let live = victim.start(t(0), request("2001", "c")).unwrap();
+    let mut parsed = 0;
+    for trace in &traces {
+        let lines: Vec<&str> = trace.text.split("\r\n").collect();
+        for skip in 0..lines.len() {
+            let text: Vec<&str> = lines
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != skip)
+                .map(|(_, l)| *l)
+                .collect();
+            let Ok(msg) = SipMessage::parse(text.join("\r\n").as_bytes()) else {
+                continue;
+            };
+            parsed += 1;
+            victim.ss.handle(t(5), &msg);
+            victim.rm.handle(t(5), &msg);
+            for mcp in &mut victim.mcps {
+                mcp.handle(t(5), &msg);
+            }
+            victim.run(t(5));
+        }
+    }
+    assert!(parsed > 100, "only {parsed} mutated messages parsed");
+    while victim.poll_output().is_some() {}
+    // Whatever those did to the dialog, stopping ends the session without a panic.
+    let _ = victim.stop(t(6), live);
+    assert_eq!(victim.active_sessions(), 0);
 }

@@ -79,7 +79,11 @@ impl InProcessTransport {
             to: to.to_string(),
             text: String::from_utf8_lossy(&bytes).into_owned(),
         };
-        self.queue.push_back(Datagram { from: from.to_string(), to: to.to_string(), bytes });
+        self.queue.push_back(Datagram {
+            from: from.to_string(),
+            to: to.to_string(),
+            bytes,
+        });
         record
     }
     /// The next message to deliver.
@@ -95,8 +99,14 @@ mod tests {
     #[test]
     fn rfc3339_of_known_instants() {
         assert_eq!(rfc3339(Timestamp(0)), "1970-01-01T00:00:00.000000000Z");
-        assert_eq!(rfc3339(Timestamp::from_parts(951_782_400, 5)), "2000-02-29T00:00:00.000000005Z");
-        assert_eq!(rfc3339(Timestamp::from_parts(1_795_994_158, 123_000_000)), "2026-11-29T23:15:58.123000000Z");
+        assert_eq!(
+            rfc3339(Timestamp::from_parts(951_782_400, 5)),
+            "2000-02-29T00:00:00.000000005Z"
+        );
+        assert_eq!(
+            rfc3339(Timestamp::from_parts(1_795_994_158, 123_000_000)),
+            "2026-11-29T23:15:58.123000000Z"
+        );
     }
 
     #[test]
