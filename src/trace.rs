@@ -5,7 +5,6 @@ use crate::control::roles::TraceRecord;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
-use std::time::{Duration, UNIX_EPOCH};
 
 /// An open trace file. Write errors are reported once and then ignored: a trace must never
 /// stop recording.
@@ -25,9 +24,7 @@ impl SipTrace {
 
     /// Appends one message.
     pub fn write(&mut self, rec: &TraceRecord) {
-        let when = humantime::format_rfc3339_micros(UNIX_EPOCH + Duration::from_nanos(rec.at.0));
-        let text = rec.text.trim_end_matches(['\r', '\n']);
-        let r = write!(self.out, "{when} {} -> {}\n{text}\n\n", rec.from, rec.to);
+        let r = self.out.write_all(rec.render().as_bytes());
         self.check(r);
     }
 
