@@ -77,9 +77,15 @@ fn sll2(proto: u16, payload: &[u8]) -> Vec<u8> {
     v
 }
 
-fn parse(link: LinkType, data: &[u8]) -> (Option<(SocketAddr, SocketAddr, Vec<u8>)>, Option<DropReason>) {
+type Found = Option<(SocketAddr, SocketAddr, Vec<u8>)>;
+
+fn parse(link: LinkType, data: &[u8]) -> (Found, Option<DropReason>) {
     let mut r = Ipv4Reassembler::default();
-    let f = Frame { ts: Timestamp(1), link, data };
+    let f = Frame {
+        ts: Timestamp(1),
+        link,
+        data,
+    };
     match parse_frame(&f, &mut r) {
         Parsed::Udp(d) => (Some((d.src, d.dst, d.payload.to_vec())), None),
         Parsed::Other(why) => (None, Some(why)),
@@ -88,7 +94,12 @@ fn parse(link: LinkType, data: &[u8]) -> (Option<(SocketAddr, SocketAddr, Vec<u8
 }
 
 fn sip4() -> Vec<u8> {
-    ipv4(17, 1, 0x4000, &udp(5060, 5062, b"INVITE sip:a@b SIP/2.0\r\n"))
+    ipv4(
+        17,
+        1,
+        0x4000,
+        &udp(5060, 5062, b"INVITE sip:a@b SIP/2.0\r\n"),
+    )
 }
 
 fn assert_udp4(link: LinkType, data: &[u8]) {
@@ -119,7 +130,10 @@ fn vlan_qinq_and_old_qinq() {
     assert_udp4(LinkType::Ethernet, &eth(&[0x88a8, 0x8100], 0x0800, &sip4()));
     assert_udp4(LinkType::Ethernet, &eth(&[0x9100, 0x8100], 0x0800, &sip4()));
     assert_udp4(LinkType::Ethernet, &eth(&[0x8100; 4], 0x0800, &sip4()));
-    assert_eq!(parse(LinkType::Ethernet, &eth(&[0x8100; 5], 0x0800, &sip4())).1, Some(DropReason::NotIp));
+    assert_eq!(
+        parse(LinkType::Ethernet, &eth(&[0x8100; 5], 0x0800, &sip4())).1,
+        Some(DropReason::NotIp)
+    );
     // Tag cut short.
     let mut f = eth(&[0x8100], 0x0800, &[]);
     f.truncate(16);
@@ -130,7 +144,17 @@ fn vlan_qinq_and_old_qinq() {
 fn sll_sll2_raw_null() {
     assert_udp4(LinkType::LinuxSll, &sll(0x0800, &sip4()));
     assert_udp4(LinkType::LinuxSll2, &sll2(0x0800, &sip4()));
-    assert_udp4(LinkType::LinuxSll2, &sll2(0x8100, &[0, 7, 8, 0].iter().copied().chain(sip4()).collect::<Vec<_>>()));
+    assert_udp4(
+        LinkType::LinuxSll2,
+        &sll2(
+            0x8100,
+            &[0, 7, 8, 0]
+                .iter()
+                .copied()
+                .chain(sip4())
+                .collect::<Vec<_>>(),
+        ),
+    );
     assert_udp4(LinkType::RawIp, &sip4());
     let mut null_le = 2u32.to_le_bytes().to_vec();
     null_le.extend(sip4());
@@ -141,8 +165,14 @@ fn sll_sll2_raw_null() {
     let mut appletalk = 16u32.to_le_bytes().to_vec();
     appletalk.extend(sip4());
     assert_eq!(parse(LinkType::Null, &appletalk).1, Some(DropReason::NotIp));
-    assert_eq!(parse(LinkType::LinuxSll2, &sll2(0x0806, &[0; 28])).1, Some(DropReason::NotIp));
-    assert_eq!(parse(LinkType::LinuxSll2, &[0x08, 0, 1]).1, Some(DropReason::Truncated));
+    assert_eq!(
+        parse(LinkType::LinuxSll2, &sll2(0x0806, &[0; 28])).1,
+        Some(DropReason::NotIp)
+    );
+    assert_eq!(
+        parse(LinkType::LinuxSll2, &[0x08, 0, 1]).1,
+        Some(DropReason::Truncated)
+    );
 }
 
 #[test]
@@ -154,7 +184,10 @@ fn ipv6_udp_through_extension_headers() {
         (LinkType::Ethernet, eth(&[], 0x86dd, &ipv6(0, &hbh))),
         (LinkType::LinuxSll2, sll2(0x86dd, &ipv6(0, &hbh))),
         (LinkType::RawIp, ipv6(17, &u)),
-        (LinkType::Ethernet, eth(&[], 0x86dd, &ipv6(43, &ext(17, 1, &u)))),
+        (
+            LinkType::Ethernet,
+            eth(&[], 0x86dd, &ipv6(43, &ext(17, 1, &u))),
+        ),
     ] {
         let (got, why) = parse(link, &f);
         let (src, dst, payload) = got.unwrap_or_else(|| panic!("{link:?} dropped: {why:?}"));
@@ -163,49 +196,96 @@ fn ipv6_udp_through_extension_headers() {
         assert_eq!(payload, b"OPTIONS");
     }
     // Fragment header: not reassembled.
-    assert_eq!(parse(LinkType::RawIp, &ipv6(44, &ext(17, 1, &u))).1, Some(DropReason::Ipv6Fragment));
+    assert_eq!(
+        parse(LinkType::RawIp, &ipv6(44, &ext(17, 1, &u))).1,
+        Some(DropReason::Ipv6Fragment)
+    );
     // Extension header claiming more than the packet holds.
     let mut bad = ext(17, 1, &[]);
     bad[1] = 9;
-    assert_eq!(parse(LinkType::RawIp, &ipv6(0, &bad)).1, Some(DropReason::Truncated));
+    assert_eq!(
+        parse(LinkType::RawIp, &ipv6(0, &bad)).1,
+        Some(DropReason::Truncated)
+    );
     // ICMPv6.
-    assert_eq!(parse(LinkType::RawIp, &ipv6(58, &[128, 0, 0, 0])).1, Some(DropReason::IcmpEtc));
+    assert_eq!(
+        parse(LinkType::RawIp, &ipv6(58, &[128, 0, 0, 0])).1,
+        Some(DropReason::IcmpEtc)
+    );
     // Nine destination-options headers in a row: over the limit.
     let mut chain = u.clone();
     chain = ext(17, 1, &chain);
     for _ in 0..MAX_IPV6_EXT {
         chain = ext(60, 1, &chain);
     }
-    assert_eq!(parse(LinkType::RawIp, &ipv6(60, &chain)).1, Some(DropReason::Ipv6Unsupported));
+    assert_eq!(
+        parse(LinkType::RawIp, &ipv6(60, &chain)).1,
+        Some(DropReason::Ipv6Unsupported)
+    );
 }
 
 #[test]
 fn drop_reasons() {
     let full = sip4();
     // Snapped capture: IP total length past the captured bytes.
-    assert_eq!(parse(LinkType::RawIp, &full[..full.len() - 1]).1, Some(DropReason::Truncated));
-    assert_eq!(parse(LinkType::RawIp, &full[..19]).1, Some(DropReason::Truncated));
+    assert_eq!(
+        parse(LinkType::RawIp, &full[..full.len() - 1]).1,
+        Some(DropReason::Truncated)
+    );
+    assert_eq!(
+        parse(LinkType::RawIp, &full[..19]).1,
+        Some(DropReason::Truncated)
+    );
     // UDP length past the IP payload.
     let mut long = full.clone();
     long[24..26].copy_from_slice(&200u16.to_be_bytes());
     assert_eq!(parse(LinkType::RawIp, &long).1, Some(DropReason::Truncated));
     let mut short = full.clone();
     short[24..26].copy_from_slice(&7u16.to_be_bytes());
-    assert_eq!(parse(LinkType::RawIp, &short).1, Some(DropReason::BadL4Header));
+    assert_eq!(
+        parse(LinkType::RawIp, &short).1,
+        Some(DropReason::BadL4Header)
+    );
     // UDP length shorter than the IP payload: payload follows the UDP length.
     let mut shorter = full.clone();
     shorter[24..26].copy_from_slice(&14u16.to_be_bytes());
     assert_eq!(parse(LinkType::RawIp, &shorter).0.unwrap().2, b"INVITE");
     let mut ihl = full.clone();
     ihl[0] = 0x44;
-    assert_eq!(parse(LinkType::RawIp, &ihl).1, Some(DropReason::BadIpHeader));
+    assert_eq!(
+        parse(LinkType::RawIp, &ihl).1,
+        Some(DropReason::BadIpHeader)
+    );
     let mut total = full.clone();
     total[2..4].copy_from_slice(&10u16.to_be_bytes());
-    assert_eq!(parse(LinkType::RawIp, &total).1, Some(DropReason::BadIpHeader));
-    assert_eq!(parse(LinkType::Ethernet, &eth(&[], 0x0806, &[0; 28])).1, Some(DropReason::NotIp));
-    assert_eq!(parse(LinkType::Ethernet, &eth(&[], 0x0800, &ipv4(1, 1, 0, &[8, 0, 0, 0]))).1, Some(DropReason::IcmpEtc));
-    assert_eq!(parse(LinkType::Ethernet, &eth(&[], 0x0800, &ipv4(47, 1, 0, &[0; 8]))).1, Some(DropReason::NonUdpTcp));
-    assert_eq!(parse(LinkType::Ethernet, &[0; 13]).1, Some(DropReason::Truncated));
+    assert_eq!(
+        parse(LinkType::RawIp, &total).1,
+        Some(DropReason::BadIpHeader)
+    );
+    assert_eq!(
+        parse(LinkType::Ethernet, &eth(&[], 0x0806, &[0; 28])).1,
+        Some(DropReason::NotIp)
+    );
+    assert_eq!(
+        parse(
+            LinkType::Ethernet,
+            &eth(&[], 0x0800, &ipv4(1, 1, 0, &[8, 0, 0, 0]))
+        )
+        .1,
+        Some(DropReason::IcmpEtc)
+    );
+    assert_eq!(
+        parse(
+            LinkType::Ethernet,
+            &eth(&[], 0x0800, &ipv4(47, 1, 0, &[0; 8]))
+        )
+        .1,
+        Some(DropReason::NonUdpTcp)
+    );
+    assert_eq!(
+        parse(LinkType::Ethernet, &[0; 13]).1,
+        Some(DropReason::Truncated)
+    );
     for r in DropReason::ALL {
         assert_eq!(DropReason::ALL[r.index()], r);
         assert!(!r.name().is_empty());
@@ -214,12 +294,18 @@ fn drop_reasons() {
 
 #[test]
 fn tcp_payload() {
-    let mut seg = vec![0x13, 0xc4, 0x30, 0x39, 0, 0, 0, 1, 0, 0, 0, 0, 0x60, 0x18, 0xff, 0xff, 0, 0, 0, 0];
+    let mut seg = vec![
+        0x13, 0xc4, 0x30, 0x39, 0, 0, 0, 1, 0, 0, 0, 0, 0x60, 0x18, 0xff, 0xff, 0, 0, 0, 0,
+    ];
     seg.extend_from_slice(&[2, 4, 5, 0xb4]); // MSS option: data offset 24
     seg.extend_from_slice(b"REGISTER");
     let mut r = Ipv4Reassembler::default();
     let data = ipv4(6, 1, 0, &seg);
-    let f = Frame { ts: Timestamp(0), link: LinkType::RawIp, data: &data };
+    let f = Frame {
+        ts: Timestamp(0),
+        link: LinkType::RawIp,
+        data: &data,
+    };
     assert_eq!(
         parse_frame(&f, &mut r),
         Parsed::Tcp {
@@ -230,8 +316,15 @@ fn tcp_payload() {
     );
     seg[12] = 0x40;
     let data = ipv4(6, 1, 0, &seg);
-    let f = Frame { ts: Timestamp(0), link: LinkType::RawIp, data: &data };
-    assert_eq!(parse_frame(&f, &mut r), Parsed::Other(DropReason::BadL4Header));
+    let f = Frame {
+        ts: Timestamp(0),
+        link: LinkType::RawIp,
+        data: &data,
+    };
+    assert_eq!(
+        parse_frame(&f, &mut r),
+        Parsed::Other(DropReason::BadL4Header)
+    );
 }
 
 /// A SIP-sized UDP datagram and its IPv4 fragments at the given (offset, len) byte ranges of the
@@ -244,17 +337,29 @@ fn fragments(id: u16, pieces: &[(usize, usize)]) -> (Vec<u8>, Vec<Vec<u8>>) {
         .map(|&(off, len)| {
             let end = (off + len).min(dgram.len());
             let mf = if end < dgram.len() { 0x2000 } else { 0 };
-            eth(&[], 0x0800, &ipv4(17, id, mf | (off / 8) as u16, &dgram[off..end]))
+            eth(
+                &[],
+                0x0800,
+                &ipv4(17, id, mf | (off / 8) as u16, &dgram[off..end]),
+            )
         })
         .collect();
     (body, frames)
 }
 
-fn feed(r: &mut Ipv4Reassembler, frames: &[Vec<u8>], ts: u64) -> Vec<Result<Vec<u8>, Parsed<'static>>> {
+fn feed(
+    r: &mut Ipv4Reassembler,
+    frames: &[Vec<u8>],
+    ts: u64,
+) -> Vec<Result<Vec<u8>, Parsed<'static>>> {
     frames
         .iter()
         .map(|data| {
-            let f = Frame { ts: Timestamp(ts), link: LinkType::Ethernet, data };
+            let f = Frame {
+                ts: Timestamp(ts),
+                link: LinkType::Ethernet,
+                data,
+            };
             match parse_frame(&f, r) {
                 Parsed::Udp(d) => Ok(d.payload.to_vec()),
                 Parsed::Fragment => Err(Parsed::Fragment),
@@ -282,7 +387,16 @@ fn fragments_in_order_out_of_order_duplicated_overlapping() {
     frames.reverse();
     only_last_completes(&feed(&mut r, &frames, 1), &body);
 
-    let (_, frames) = fragments(9, &[(0, 1480), (0, 1480), (1480, 1480), (1480, 1480), (2960, 1480)]);
+    let (_, frames) = fragments(
+        9,
+        &[
+            (0, 1480),
+            (0, 1480),
+            (1480, 1480),
+            (1480, 1480),
+            (2960, 1480),
+        ],
+    );
     only_last_completes(&feed(&mut r, &frames, 1), &body);
 
     // Overlaps: the middle piece covers the tail of the first and head of the last.
@@ -294,7 +408,14 @@ fn fragments_in_order_out_of_order_duplicated_overlapping() {
     // Interleaved datagrams with different ids.
     let (_, a) = fragments(11, &in_order);
     let (_, b) = fragments(12, &in_order);
-    let mixed = [a[0].clone(), b[0].clone(), b[2].clone(), a[1].clone(), b[1].clone(), a[2].clone()];
+    let mixed = [
+        a[0].clone(),
+        b[0].clone(),
+        b[2].clone(),
+        a[1].clone(),
+        b[1].clone(),
+        a[2].clone(),
+    ];
     let res = feed(&mut r, &mixed, 1);
     assert_eq!(res[4].as_deref().ok(), Some(&body[..]));
     assert_eq!(res[5].as_deref().ok(), Some(&body[..]));
@@ -321,9 +442,15 @@ fn fragment_timeout_full_eviction_and_conflicts() {
     }
     assert_eq!(r.stats().evicted_full, 1);
     let (_, rest2) = fragments(2, &[(1480, 1480), (2960, 1480)]);
-    assert!(feed(&mut r, &rest2, 4)[1].as_deref().ok() == Some(&body[..]), "datagram 2 was kept");
+    assert!(
+        feed(&mut r, &rest2, 4)[1].as_deref().ok() == Some(&body[..]),
+        "datagram 2 was kept"
+    );
     let (_, rest1) = fragments(1, &[(1480, 1480), (2960, 1480)]);
-    assert!(feed(&mut r, &rest1, 5).iter().all(|x| x.is_err()), "datagram 1 was evicted");
+    assert!(
+        feed(&mut r, &rest1, 5).iter().all(|x| x.is_err()),
+        "datagram 1 was evicted"
+    );
 
     // Two different ends: the datagram is abandoned.
     let mut r = Ipv4Reassembler::default();
@@ -341,14 +468,21 @@ fn fragment_timeout_full_eviction_and_conflicts() {
 
     // A non-last fragment whose length is not a multiple of 8 is refused.
     let (_, odd) = fragments(6, &[(0, 1001)]);
-    assert_eq!(feed(&mut r, &odd, 0)[0], Err(Parsed::Other(DropReason::FragmentDropped)));
+    assert_eq!(
+        feed(&mut r, &odd, 0)[0],
+        Err(Parsed::Other(DropReason::FragmentDropped))
+    );
 }
 
 #[test]
 fn fragmented_icmp_is_not_held() {
     let mut r = Ipv4Reassembler::default();
     let data = eth(&[], 0x0800, &ipv4(1, 3, 0x2000, &[0; 16]));
-    let f = Frame { ts: Timestamp(0), link: LinkType::Ethernet, data: &data };
+    let f = Frame {
+        ts: Timestamp(0),
+        link: LinkType::Ethernet,
+        data: &data,
+    };
     assert_eq!(parse_frame(&f, &mut r), Parsed::Other(DropReason::IcmpEtc));
     assert_eq!(r.in_progress(), 0);
 }
@@ -359,16 +493,26 @@ fn no_panic_on_any_prefix_or_noise() {
     let u = udp(1, 2, b"x");
     let frames = [
         (LinkType::Ethernet, eth(&[0x88a8, 0x8100], 0x0800, &sip4())),
-        (LinkType::Ethernet, eth(&[], 0x86dd, &ipv6(0, &ext(17, 1, &u)))),
+        (
+            LinkType::Ethernet,
+            eth(&[], 0x86dd, &ipv6(0, &ext(17, 1, &u))),
+        ),
         (LinkType::LinuxSll, sll(0x0800, &sip4())),
         (LinkType::LinuxSll2, sll2(0x86dd, &ipv6(17, &u))),
-        (LinkType::Null, [2, 0, 0, 0].into_iter().chain(sip4()).collect()),
+        (
+            LinkType::Null,
+            [2, 0, 0, 0].into_iter().chain(sip4()).collect(),
+        ),
         (LinkType::RawIp, ipv4(17, 9, 0x2000, &[0; 16])),
     ];
     let mut r = Ipv4Reassembler::new(4, 1_000);
     for (link, f) in &frames {
         for n in 0..=f.len() {
-            let fr = Frame { ts: Timestamp(n as u64), link: *link, data: &f[..n] };
+            let fr = Frame {
+                ts: Timestamp(n as u64),
+                link: *link,
+                data: &f[..n],
+            };
             let _ = parse_frame(&fr, &mut r);
         }
     }
@@ -384,8 +528,16 @@ fn no_panic_on_any_prefix_or_noise() {
         // Make the noise look like IP often enough to reach the deeper code.
         buf[0] = if i % 2 == 0 { 0x45 } else { 0x60 };
         let link = frames[(i % frames.len() as u64) as usize].0;
-        let data = if link == LinkType::RawIp { &buf[..] } else { &buf[..(x % 96) as usize] };
-        let fr = Frame { ts: Timestamp(i), link, data };
+        let data = if link == LinkType::RawIp {
+            &buf[..]
+        } else {
+            &buf[..(x % 96) as usize]
+        };
+        let fr = Frame {
+            ts: Timestamp(i),
+            link,
+            data,
+        };
         let _ = parse_frame(&fr, &mut r);
     }
 }
