@@ -9,6 +9,9 @@
 //! when all slots are busy the oldest is evicted. A non-last fragment whose length is not a
 //! multiple of 8, a datagram past 65535 bytes, or two different ends conflict: the fragment
 //! (conflict: the whole datagram) is dropped.
+//!
+//! A duplicate fragment arriving after its datagram completed opens a new slot that never
+//! completes; it ends in `evicted_timeout`, so that counter includes such late duplicates.
 
 use std::net::Ipv4Addr;
 

@@ -15,6 +15,8 @@
 //! Why by hand and not a pcap crate: the kept crates have none, and the ones on crates.io either
 //! copy each packet into an owned buffer or lack pcapng `if_tsresol`; the formats are small.
 //!
+//! pcapng Simple Packet Blocks carry no timestamp: they get the last timestamp seen (0 before any).
+//!
 //! The file must not shrink while open (a memory map of a truncated file faults on access).
 
 mod classic;
