@@ -159,7 +159,10 @@ pub fn network_layer(link: LinkType, data: &[u8]) -> Result<(u16, &[u8]), DropRe
 #[inline]
 fn strip_tags(mut ethertype: u16, mut p: &[u8]) -> Result<(u16, &[u8]), DropReason> {
     for stripped in 0..=MAX_TAGS {
-        if !matches!(ethertype, ETHERTYPE_VLAN | ETHERTYPE_QINQ | ETHERTYPE_QINQ_OLD) {
+        if !matches!(
+            ethertype,
+            ETHERTYPE_VLAN | ETHERTYPE_QINQ | ETHERTYPE_QINQ_OLD
+        ) {
             return Ok((ethertype, p));
         }
         if stripped == MAX_TAGS {

@@ -156,8 +156,19 @@ fn ipv4<'a>(d: &'a [u8], frame: &Frame<'a>, reasm: &'a mut Ipv4Reassembler) -> P
         if proto != PROTO_UDP && proto != PROTO_TCP {
             return Parsed::Other(not_udp_tcp(proto));
         }
-        let key = FragKey { src: ip.src_addr(), dst: ip.dst_addr(), id: ip.ident(), proto };
-        return match reasm.push(key, frame.ts, ip.frag_offset() as usize, ip.more_frags(), ip.payload()) {
+        let key = FragKey {
+            src: ip.src_addr(),
+            dst: ip.dst_addr(),
+            id: ip.ident(),
+            proto,
+        };
+        return match reasm.push(
+            key,
+            frame.ts,
+            ip.frag_offset() as usize,
+            ip.more_frags(),
+            ip.payload(),
+        ) {
             Reasm::Held => Parsed::Fragment,
             Reasm::Dropped => Parsed::Other(DropReason::FragmentDropped),
             Reasm::Complete(whole) => l4(proto, src, dst, whole),

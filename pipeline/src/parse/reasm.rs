@@ -9,6 +9,9 @@
 //! when all slots are busy the oldest is evicted. A non-last fragment whose length is not a
 //! multiple of 8, a datagram past 65535 bytes, or two different ends conflict: the fragment
 //! (conflict: the whole datagram) is dropped.
+//!
+//! A duplicate fragment arriving after its datagram completed opens a new slot that never
+//! completes; it ends in `evicted_timeout`, so that counter includes such late duplicates.
 
 use std::net::Ipv4Addr;
 
@@ -109,7 +112,11 @@ impl Ipv4Reassembler {
                 buf: Vec::new(),
             })
             .collect();
-        Ipv4Reassembler { slots, timeout_ns, stats: ReasmStats::default() }
+        Ipv4Reassembler {
+            slots,
+            timeout_ns,
+            stats: ReasmStats::default(),
+        }
     }
 
     /// Counters so far.
@@ -134,10 +141,20 @@ impl Ipv4Reassembler {
 
     /// Adds one fragment: `offset` in bytes into the IP payload, `more` the MF flag, `data` the
     /// fragment's payload, `now` its capture time.
-    pub fn push(&mut self, key: FragKey, now: Timestamp, offset: usize, more: bool, data: &[u8]) -> Reasm<'_> {
+    pub fn push(
+        &mut self,
+        key: FragKey,
+        now: Timestamp,
+        offset: usize,
+        more: bool,
+        data: &[u8],
+    ) -> Reasm<'_> {
         self.expire(now);
         let end = offset + data.len();
-        if (more && (data.is_empty() || data.len() % 8 != 0)) || end > MAX_PAYLOAD || offset % 8 != 0 {
+        if (more && (data.is_empty() || !data.len().is_multiple_of(8)))
+            || end > MAX_PAYLOAD
+            || !offset.is_multiple_of(8)
+        {
             self.stats.dropped += 1;
             return Reasm::Dropped;
         }
@@ -180,7 +197,11 @@ impl Ipv4Reassembler {
             None => {
                 self.stats.evicted_full += 1;
                 // Capacity is at least 1, so there is a minimum.
-                self.slots.iter().enumerate().min_by_key(|(_, s)| s.first_seen).map_or(0, |(i, _)| i)
+                self.slots
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, s)| s.first_seen)
+                    .map_or(0, |(i, _)| i)
             }
         };
         let s = &mut self.slots[i];
@@ -205,7 +226,11 @@ fn set_bits(map: &mut [u64; WORDS], from: usize, to: usize) -> usize {
         let w = bit / 64;
         let lo = bit % 64;
         let hi = (to - w * 64).min(64);
-        let mask = if hi - lo == 64 { u64::MAX } else { ((1u64 << (hi - lo)) - 1) << lo };
+        let mask = if hi - lo == 64 {
+            u64::MAX
+        } else {
+            ((1u64 << (hi - lo)) - 1) << lo
+        };
         if let Some(word) = map.get_mut(w) {
             new += (mask & !*word).count_ones() as usize;
             *word |= mask;

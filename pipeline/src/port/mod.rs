@@ -18,7 +18,8 @@ pub enum LinkType {
     LinuxSll2,
     /// Raw IPv4 or IPv6, no link header (DLT_RAW 101 / 12, IPV4 228, IPV6 229).
     RawIp,
-    /// BSD loopback / null (DLT_NULL 0): 4-byte host-order family.
+    /// BSD loopback / null (DLT_NULL 0, host-order family; LOOP 108, network-order family):
+    /// a 4-byte address family, read in either byte order.
     Null,
 }
 

@@ -15,6 +15,8 @@
 //! Why by hand and not a pcap crate: the kept crates have none, and the ones on crates.io either
 //! copy each packet into an owned buffer or lack pcapng `if_tsresol`; the formats are small.
 //!
+//! pcapng Simple Packet Blocks carry no timestamp: they get the last timestamp seen (0 before any).
+//!
 //! The file must not shrink while open (a memory map of a truncated file faults on access).
 
 mod classic;
@@ -41,7 +43,9 @@ pub enum PortError {
         source: std::io::Error,
     },
     /// The file does not start with a pcap or pcapng magic number.
-    #[error("{path} is not a pcap or pcapng capture (magic {magic}); convert it with `editcap -F pcap`")]
+    #[error(
+        "{path} is not a pcap or pcapng capture (magic {magic}); convert it with `editcap -F pcap`"
+    )]
     NotCapture {
         /// The file.
         path: PathBuf,
@@ -185,7 +189,10 @@ const PCAPNG_SHB: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
 impl CaptureFile {
     /// Opens and maps `path`, reads its header; packets come from [`CaptureFile::rx_burst`].
     pub fn open(path: &Path) -> Result<CaptureFile, PortError> {
-        let open_err = |source| PortError::Open { path: path.to_owned(), source };
+        let open_err = |source| PortError::Open {
+            path: path.to_owned(),
+            source,
+        };
         let file = File::open(path).map_err(open_err)?;
         // SAFETY: the map is read-only and we never hand out a mutable view. Another process
         // shrinking the file while it is open would fault; the module docs say not to.
@@ -198,10 +205,12 @@ impl CaptureFile {
             });
         }
         let format = if bytes[..4] == PCAPNG_SHB {
-            Format::Ng(ng::Reader::new(bytes).map_err(|reason| PortError::BadHeader {
-                path: path.to_owned(),
-                reason: reason.to_string(),
-            })?)
+            Format::Ng(
+                ng::Reader::new(bytes).map_err(|reason| PortError::BadHeader {
+                    path: path.to_owned(),
+                    reason: reason.to_string(),
+                })?,
+            )
         } else if let Some(r) = classic::Reader::new(bytes) {
             let r = r.map_err(|reason| PortError::BadHeader {
                 path: path.to_owned(),
@@ -217,7 +226,10 @@ impl CaptureFile {
         } else {
             return Err(PortError::NotCapture {
                 path: path.to_owned(),
-                magic: format!("{:02x}{:02x}{:02x}{:02x}", bytes[0], bytes[1], bytes[2], bytes[3]),
+                magic: format!(
+                    "{:02x}{:02x}{:02x}{:02x}",
+                    bytes[0], bytes[1], bytes[2], bytes[3]
+                ),
             });
         };
         Ok(CaptureFile {
@@ -234,7 +246,15 @@ impl CaptureFile {
     /// The next up-to-[`BURST`] frames; an empty burst means end of stream (and stays empty).
     pub fn rx_burst(&mut self) -> Burst<'_> {
         let mut frames = heapless::Vec::new();
-        let Self { map, format, packets, skipped, damage, done, .. } = self;
+        let Self {
+            map,
+            format,
+            packets,
+            skipped,
+            damage,
+            done,
+            ..
+        } = self;
         let bytes: &[u8] = map;
         while !*done && !frames.is_full() {
             let step = match format {
@@ -295,13 +315,21 @@ fn describe(d: &Damage, packets: u64) -> String {
 #[inline]
 pub(crate) fn rd_u32(b: &[u8], at: usize, big: bool) -> Option<u32> {
     let s: [u8; 4] = b.get(at..at.checked_add(4)?)?.try_into().ok()?;
-    Some(if big { u32::from_be_bytes(s) } else { u32::from_le_bytes(s) })
+    Some(if big {
+        u32::from_be_bytes(s)
+    } else {
+        u32::from_le_bytes(s)
+    })
 }
 
 #[inline]
 pub(crate) fn rd_u16(b: &[u8], at: usize, big: bool) -> Option<u16> {
     let s: [u8; 2] = b.get(at..at.checked_add(2)?)?.try_into().ok()?;
-    Some(if big { u16::from_be_bytes(s) } else { u16::from_le_bytes(s) })
+    Some(if big {
+        u16::from_be_bytes(s)
+    } else {
+        u16::from_le_bytes(s)
+    })
 }
 
 /// Capture time from an integer count of ticks of the given resolution.
@@ -331,5 +359,9 @@ impl TsRes {
 /// Builds a frame from parts already validated by the format reader.
 #[inline]
 pub(crate) fn frame(ts_ns: u64, link: LinkType, data: &[u8]) -> Frame<'_> {
-    Frame { ts: Timestamp(ts_ns), link, data }
+    Frame {
+        ts: Timestamp(ts_ns),
+        link,
+        data,
+    }
 }

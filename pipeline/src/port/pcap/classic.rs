@@ -38,7 +38,11 @@ impl Reader {
         let linktype = rd_u32(b, 20, big).unwrap_or(0) & 0xffff;
         Some(Ok(Reader {
             big,
-            res: if magic == MAGIC_NS { TsRes::Dec(9) } else { TsRes::Dec(6) },
+            res: if magic == MAGIC_NS {
+                TsRes::Dec(9)
+            } else {
+                TsRes::Dec(6)
+            },
             rec_header: if magic == MAGIC_MODIFIED { 24 } else { 16 },
             linktype,
             link: link_type_from_pcap(linktype),
@@ -67,13 +71,18 @@ impl Reader {
         let Some(hdr) = b.get(at..).filter(|r| r.len() >= self.rec_header) else {
             return Step::Damaged(Damage::Truncated { at });
         };
-        let (Some(sec), Some(frac), Some(caplen)) =
-            (rd_u32(hdr, 0, self.big), rd_u32(hdr, 4, self.big), rd_u32(hdr, 8, self.big))
-        else {
+        let (Some(sec), Some(frac), Some(caplen)) = (
+            rd_u32(hdr, 0, self.big),
+            rd_u32(hdr, 4, self.big),
+            rd_u32(hdr, 8, self.big),
+        ) else {
             return Step::Damaged(Damage::Truncated { at });
         };
         if caplen > self.max_caplen {
-            return Step::Damaged(Damage::Corrupt { at, what: "captured length larger than any snap length" });
+            return Step::Damaged(Damage::Corrupt {
+                at,
+                what: "captured length larger than any snap length",
+            });
         }
         let start = at + self.rec_header;
         let Some(data) = b.get(start..start + caplen as usize) else {
@@ -83,7 +92,9 @@ impl Reader {
         let Some(link) = self.link else {
             return Step::Skip { unsupported: true };
         };
-        let ts = (sec as u64).saturating_mul(1_000_000_000).saturating_add(self.res.to_ns(frac as u64));
+        let ts = (sec as u64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(self.res.to_ns(frac as u64));
         Step::Frame(frame(ts, link, data))
     }
 }

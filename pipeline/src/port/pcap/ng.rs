@@ -37,8 +37,14 @@ impl Reader {
         if b.len() < 12 {
             return Err("the pcapng section header is cut short");
         }
-        let big = section_order(b, 0).ok_or("the pcapng section header has a wrong byte-order magic")?;
-        Ok(Reader { big, pos: 0, ifaces: Vec::new(), last_ts: 0 })
+        let big =
+            section_order(b, 0).ok_or("the pcapng section header has a wrong byte-order magic")?;
+        Ok(Reader {
+            big,
+            pos: 0,
+            ifaces: Vec::new(),
+            last_ts: 0,
+        })
     }
 
     /// Reads the block at the cursor.
@@ -57,7 +63,12 @@ impl Reader {
             }
             match section_order(b, at) {
                 Some(big) => self.big = big,
-                None => return Step::Damaged(Damage::Corrupt { at, what: "section header with a wrong byte-order magic" }),
+                None => {
+                    return Step::Damaged(Damage::Corrupt {
+                        at,
+                        what: "section header with a wrong byte-order magic",
+                    })
+                }
             }
             self.ifaces.clear();
         }
@@ -65,14 +76,20 @@ impl Reader {
             return Step::Damaged(Damage::Truncated { at });
         };
         let total = total as usize;
-        if total < 12 || total % 4 != 0 {
-            return Step::Damaged(Damage::Corrupt { at, what: "block length below 12 or not a multiple of 4" });
+        if total < 12 || !total.is_multiple_of(4) {
+            return Step::Damaged(Damage::Corrupt {
+                at,
+                what: "block length below 12 or not a multiple of 4",
+            });
         }
         let Some(end) = at.checked_add(total).filter(|&e| e <= b.len()) else {
             return Step::Damaged(Damage::Truncated { at });
         };
         if rd_u32(b, end - 4, self.big) != Some(total as u32) {
-            return Step::Damaged(Damage::Corrupt { at, what: "block lengths at start and end disagree" });
+            return Step::Damaged(Damage::Corrupt {
+                at,
+                what: "block lengths at start and end disagree",
+            });
         }
         let body = &b[at + 8..end - 4];
         self.pos = end;
@@ -82,8 +99,13 @@ impl Reader {
             EPB => self.packet(body, at, 4),
             OPB => self.packet(body, at, 2),
             SPB => {
-                let (Some(iface), Some(orig)) = (self.ifaces.first().copied(), rd_u32(body, 0, self.big)) else {
-                    return Step::Damaged(Damage::Corrupt { at, what: "simple packet block before any interface" });
+                let (Some(iface), Some(orig)) =
+                    (self.ifaces.first().copied(), rd_u32(body, 0, self.big))
+                else {
+                    return Step::Damaged(Damage::Corrupt {
+                        at,
+                        what: "simple packet block before any interface",
+                    });
                 };
                 let data = &body[4..];
                 let data = &data[..data.len().min(orig as usize)];
@@ -98,20 +120,39 @@ impl Reader {
 
     fn interface<'a>(&mut self, body: &[u8], at: usize) -> Step<'a> {
         let Some(linktype) = rd_u16(body, 0, self.big) else {
-            return Step::Damaged(Damage::Corrupt { at, what: "interface block too short" });
+            return Step::Damaged(Damage::Corrupt {
+                at,
+                what: "interface block too short",
+            });
         };
-        let mut iface = Iface { link: link_type_from_pcap(linktype as u32), res: TsRes::Dec(6), offset_s: 0 };
+        let mut iface = Iface {
+            link: link_type_from_pcap(linktype as u32),
+            res: TsRes::Dec(6),
+            offset_s: 0,
+        };
         let mut opt = 8;
-        while let (Some(code), Some(len)) = (rd_u16(body, opt, self.big), rd_u16(body, opt + 2, self.big)) {
-            let Some(val) = body.get(opt + 4..opt + 4 + len as usize) else { break };
+        while let (Some(code), Some(len)) =
+            (rd_u16(body, opt, self.big), rd_u16(body, opt + 2, self.big))
+        {
+            let Some(val) = body.get(opt + 4..opt + 4 + len as usize) else {
+                break;
+            };
             match (code, val) {
                 (OPT_END, _) => break,
                 (OPT_IF_TSRESOL, [r]) => {
                     // Clamped so the conversion cannot overflow its power; such files are bogus anyway.
-                    iface.res = if r & 0x80 != 0 { TsRes::Bin((r & 0x7f).min(63)) } else { TsRes::Dec((*r).min(19)) };
+                    iface.res = if r & 0x80 != 0 {
+                        TsRes::Bin((r & 0x7f).min(63))
+                    } else {
+                        TsRes::Dec((*r).min(19))
+                    };
                 }
                 (OPT_IF_TSOFFSET, v) if v.len() == 8 => {
-                    let raw = if self.big { i64::from_be_bytes(v.try_into().unwrap_or([0; 8])) } else { i64::from_le_bytes(v.try_into().unwrap_or([0; 8])) };
+                    let raw = if self.big {
+                        i64::from_be_bytes(v.try_into().unwrap_or([0; 8]))
+                    } else {
+                        i64::from_le_bytes(v.try_into().unwrap_or([0; 8]))
+                    };
                     iface.offset_s = raw;
                 }
                 _ => {}
@@ -125,17 +166,33 @@ impl Reader {
     /// EPB (`id_len` 4) or obsolete packet block (`id_len` 2, followed by a 2-byte drop count).
     #[inline]
     fn packet<'a>(&mut self, body: &'a [u8], at: usize, id_len: usize) -> Step<'a> {
-        let id = if id_len == 4 { rd_u32(body, 0, self.big) } else { rd_u16(body, 0, self.big).map(u32::from) };
-        let (Some(id), Some(hi), Some(lo), Some(caplen)) =
-            (id, rd_u32(body, 4, self.big), rd_u32(body, 8, self.big), rd_u32(body, 12, self.big))
-        else {
-            return Step::Damaged(Damage::Corrupt { at, what: "packet block too short" });
+        let id = if id_len == 4 {
+            rd_u32(body, 0, self.big)
+        } else {
+            rd_u16(body, 0, self.big).map(u32::from)
+        };
+        let (Some(id), Some(hi), Some(lo), Some(caplen)) = (
+            id,
+            rd_u32(body, 4, self.big),
+            rd_u32(body, 8, self.big),
+            rd_u32(body, 12, self.big),
+        ) else {
+            return Step::Damaged(Damage::Corrupt {
+                at,
+                what: "packet block too short",
+            });
         };
         let Some(data) = body.get(20..20 + caplen as usize) else {
-            return Step::Damaged(Damage::Corrupt { at, what: "captured length larger than its block" });
+            return Step::Damaged(Damage::Corrupt {
+                at,
+                what: "captured length larger than its block",
+            });
         };
         let Some(iface) = self.ifaces.get(id as usize) else {
-            return Step::Damaged(Damage::Corrupt { at, what: "packet of an interface never described" });
+            return Step::Damaged(Damage::Corrupt {
+                at,
+                what: "packet of an interface never described",
+            });
         };
         let Some(link) = iface.link else {
             return Step::Skip { unsupported: true };
@@ -149,5 +206,7 @@ impl Reader {
 
 /// Byte order of the section header at `at` (true = big endian), from its byte-order magic.
 fn section_order(b: &[u8], at: usize) -> Option<bool> {
-    [false, true].into_iter().find(|&big| rd_u32(b, at + 8, big) == Some(BYTE_ORDER_MAGIC))
+    [false, true]
+        .into_iter()
+        .find(|&big| rd_u32(b, at + 8, big) == Some(BYTE_ORDER_MAGIC))
 }
