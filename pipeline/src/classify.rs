@@ -200,5 +200,7 @@ mod tests {
         assert!(!looks_like_sip(&[0x80, 8, 0, 1, 2, 3]));
         assert!(!looks_like_sip(b"INVITE sip:x@y SIP/2.0")); // no line end: not a message
         assert!(!looks_like_sip(b""));
+        assert!(looks_like_sip(b"BYE tel:+123 SIP/2.0\r\n"));
+        assert!(!looks_like_sip(b"INVITE sip:x SIP/3.0\r\n"));
     }
 }

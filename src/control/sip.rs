@@ -239,28 +239,3 @@ impl SipMessage {
     }
 }
 
-/// Cheap check for the packet classifier: does this UDP payload start like a SIP message?
-/// A status line (`SIP/2.0 `) or `METHOD scheme:... SIP/2.0` on the first line.
-pub fn looks_like_sip(payload: &[u8]) -> bool {
-    if payload.starts_with(b"SIP/2.0 ") {
-        return true;
-    }
-    let line_end = payload
-        .iter()
-        .take(2048)
-        .position(|&b| b == b'\n')
-        .unwrap_or(payload.len().min(2048));
-    let line = &payload[..line_end];
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let Some(sp) = line.iter().position(|&b| b == b' ') else {
-        return false;
-    };
-    let (method, rest) = (&line[..sp], &line[sp + 1..]);
-    if method.is_empty() || !method.iter().all(|&b| is_token(b)) {
-        return false;
-    }
-    let scheme_end = rest.iter().position(|&b| b == b':');
-    let has_scheme = matches!(scheme_end, Some(n) if n > 0
-        && rest[..n].iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')));
-    has_scheme && line.ends_with(b" SIP/2.0")
-}

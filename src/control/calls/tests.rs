@@ -662,7 +662,7 @@ fn sipp_basic_call_fixture() {
     let mut events = Vec::new();
     for (i, f) in files.iter().enumerate() {
         let bytes = std::fs::read(f).unwrap();
-        assert!(crate::control::sip::looks_like_sip(&bytes));
+        assert!(callrec_pipeline::classify::looks_like_sip(&bytes));
         let m = SipMessage::parse(&bytes).unwrap();
         let a_to_b = f.file_name().unwrap().to_str().unwrap().contains("-a2b-");
         let (src, dst) = if a_to_b { (a, b) } else { (b, a) };

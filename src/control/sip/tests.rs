@@ -435,17 +435,6 @@ fn no_panic_on_any_prefix_or_mutation() {
     }
 }
 
-#[test]
-fn looks_like_sip_checks() {
-    assert!(looks_like_sip(&crlf(INVITE)));
-    assert!(looks_like_sip(b"SIP/2.0 200 OK\r\n"));
-    assert!(looks_like_sip(b"BYE tel:+123 SIP/2.0\r\n"));
-    assert!(looks_like_sip(b"OPTIONS sip:h SIP/2.0"));
-    assert!(!looks_like_sip(b"\x80\x00\x12\x34rtp payload"));
-    assert!(!looks_like_sip(b"GET / HTTP/1.1\r\n"));
-    assert!(!looks_like_sip(b"INVITE sip:x SIP/3.0\r\n"));
-    assert!(!looks_like_sip(b""));
-}
 
 #[test]
 fn builder_round_trip() {
