@@ -98,7 +98,11 @@ pub fn run(opts: ReplayOptions) -> Result<ReplaySummary, ReplayError> {
         conf_id_prefix: opts.conf_id_prefix,
     })
     .map_err(|e| ReplayError::Config(e.to_string()))?;
-    let (mut rings, handles): (Vec<_>, Vec<_>) = (0..writers).map(|i| spawn_writer(i, None, RING_SLOTS)).unzip();
+    // The reader runs wherever the OS puts it (core 0 in practice); writer k is pinned to
+    // core k+1, wrapping when there are more writers than cores.
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let (mut rings, handles): (Vec<_>, Vec<_>) =
+        (0..writers).map(|i| spawn_writer(i, Some((i + 1) % cores), RING_SLOTS)).unzip();
     let mut flows = FlowTable::new();
     let mut reasm = Ipv4Reassembler::new(REASSEMBLY_SLOTS, REASSEMBLY_TIMEOUT_NS);
     let mut counters = Counters::default();
