@@ -41,7 +41,7 @@ for t in ip sipp tcpdump sox; do
   command -v "$t" >/dev/null || { echo "make-capture.sh: $t is missing (run scripts/install.sh)" >&2; exit 3; }
 done
 
-CUST_IP=192.0.2.10 AGENT_IP=192.0.2.20
+CUST_IP=192.0.2.10 AGENT_IP=192.0.2.20 SINK_IP=192.0.2.30
 TAG="cr$$"
 NS_C="$TAG-cust" NS_A="$TAG-agent"
 WORK="$(mktemp -d /tmp/callrec-capture.XXXXXX)"
@@ -56,7 +56,7 @@ cleanup() {
     for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
     ip netns del "$ns" 2>/dev/null
   done
-  rm -rf "$WORK"
+  if [ -n "${KEEP_WORK:-}" ]; then echo "work dir kept: $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -86,20 +86,27 @@ ip link set "$TAG-c" netns "$NS_C"
 ip link set "$TAG-a" netns "$NS_A"
 ip -n "$NS_C" addr add "$CUST_IP/24" dev "$TAG-c"
 ip -n "$NS_A" addr add "$AGENT_IP/24" dev "$TAG-a"
+# a second agent-side address with no SIP listener: the malformed SIP goes there, because a
+# malformed INVITE with SDP makes the SIPp UAS exit (extract_rtp_remote_addr is fatal)
+ip -n "$NS_A" addr add "$SINK_IP/24" dev "$TAG-a"
 for ns in "$NS_C" "$NS_A"; do ip -n "$ns" link set lo up; done
 ip -n "$NS_C" link set "$TAG-c" up
 ip -n "$NS_A" link set "$TAG-a" up
 
 if [ "$LOSS" != 0 ]; then
-  # This kernel has no netem qdisc, so loss is made by nftables in each sender's output path:
-  # dropped packets never reach the veth, so the capture shows the loss as a mirror port would.
+  # This kernel has no netem qdisc, so loss is made by nftables on each veth's egress hook:
+  # dropped packets never reach the wire, so the capture shows the loss as a mirror port would.
+  # Not the output hook: a drop there fails the sender's sendto with EPERM, and SIPp's
+  # play_pcap_audio stops the whole stream at its first failed send. (An egress drop reads as
+  # ENOBUFS, which UDP and raw sockets swallow.)
   command -v nft >/dev/null || { echo "make-capture.sh: nft is missing (run scripts/install.sh)" >&2; exit 3; }
-  for ns in "$NS_C" "$NS_A"; do
+  for side in c a; do
+    ns="$NS_C"; [ "$side" = a ] && ns="$NS_A"
     ip netns exec "$ns" nft -f - <<NFT
-table inet callrec_loss {
-  chain out {
-    type filter hook output priority 0; policy accept;
-    udp sport != 5060 udp dport != 5060 numgen random mod 100 < $LOSS drop
+table netdev callrec_loss {
+  chain egress {
+    type filter hook egress device "$TAG-$side" priority 0; policy accept;
+    ip protocol udp udp sport 20000-49999 udp dport 20000-49999 numgen random mod 100 < $LOSS drop
   }
 }
 NFT
@@ -127,8 +134,8 @@ uac() { # dn, calls, local sip port, rtp port base
 }
 MAL_PID=""
 if [ "$MALFORMED" = 1 ]; then
-  # sent mid-run from the customer side to the agent's SIP port, as a broken peer would
-  ( sleep "$(( LEN / 2 + 1 ))"; ip netns exec "$NS_C" "$PY" "$HERE/pcap_tool.py" send-malformed "$AGENT_IP" 5060 "$DN" ) &
+  # sent mid-run from the customer side to SIP port 5060, as a broken peer would
+  ( sleep "$(( LEN / 2 + 1 ))"; ip netns exec "$NS_C" "$PY" "$HERE/pcap_tool.py" send-malformed "$SINK_IP" 5060 "$DN" ) &
   MAL_PID=$!
 fi
 OTHER_PID=""
