@@ -34,6 +34,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ -n "$OUT" ] || { echo "make-capture.sh: --out FILE is required" >&2; exit 2; }
+case "$OUT" in /*) ;; *) OUT="$PWD/$OUT" ;; esac
 case "$CODEC" in PCMA) PT=8; ENC=a-law ;; PCMU) PT=0; ENC=u-law ;;
   *) echo "make-capture.sh: --codec must be PCMA or PCMU" >&2; exit 2 ;; esac
 [ "$(id -u)" -eq 0 ] || { echo "make-capture.sh: needs root (ip netns)" >&2; exit 3; }
