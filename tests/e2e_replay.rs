@@ -357,7 +357,9 @@ fn judge_self_test_on_demo_capture() {
         to_dn.push((pad(s), pad(a)));
     }
     assert_eq!(to_dn.len(), 4, "demo capture should hold 4 calls to {DN}");
-    let good = d.path().join("good");
+    // CALLREC_JUDGE_KEEP=DIR keeps the reference recordings, to cross-check with
+    // ../shared/tools/check_recordings.py
+    let good = std::env::var_os("CALLREC_JUDGE_KEEP").map(PathBuf::from).unwrap_or_else(|| d.path().join("good"));
     std::fs::create_dir_all(&good).unwrap();
     for (l, r) in &to_dn {
         write_pcm16(&good.join(format!("{n}.wav")), l, r);
@@ -371,8 +373,6 @@ fn judge_self_test_on_demo_capture() {
     std::fs::create_dir_all(&bad).unwrap();
     let (l, rr) = &to_dn[0];
     write_pcm16(&bad.join("swapped.wav"), rr, l);
-    let mut late = vec![0.0; 4000];
-    late.extend_from_slice(rr);
     write_pcm16(&bad.join("shifted.wav"), &to_dn[1].0, &{
         let mut v = vec![0.0; 4000];
         v.extend_from_slice(&to_dn[1].1);
