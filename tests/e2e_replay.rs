@@ -335,7 +335,9 @@ fn write_pcm16(path: &Path, l: &[f64], r: &[f64]) {
 /// channels, a shifted channel and a missing call: it can fail.
 #[test]
 fn judge_self_test_on_demo_capture() {
-    let cap = demo();
+    // CALLREC_JUDGE_CAP=FILE runs the self-test on another capture
+    let other = std::env::var_os("CALLREC_JUDGE_CAP").map(PathBuf::from);
+    let cap = other.clone().unwrap_or_else(demo);
     let streams = judge::streams(&cap).expect("tshark decode");
     let dns = judge::media_dns(&cap).expect("sdp");
     let d = tmp("judge");
@@ -356,7 +358,10 @@ fn judge_self_test_on_demo_capture() {
         };
         to_dn.push((pad(s), pad(a)));
     }
-    assert_eq!(to_dn.len(), 4, "demo capture should hold 4 calls to {DN}");
+    assert!(!to_dn.is_empty(), "no call to {DN} found in {cap:?}");
+    if other.is_none() {
+        assert_eq!(to_dn.len(), 4, "demo capture should hold 4 calls to {DN}");
+    }
     // CALLREC_JUDGE_KEEP=DIR keeps the reference recordings, to cross-check with
     // ../shared/tools/check_recordings.py
     let good = std::env::var_os("CALLREC_JUDGE_KEEP").map(PathBuf::from).unwrap_or_else(|| d.path().join("good"));
@@ -380,5 +385,5 @@ fn judge_self_test_on_demo_capture() {
     });
     let r = judge::judge(&cap, &bad, LEFT_SRC, Limits::default()).unwrap();
     let bad_calls = r.calls_to(DN).filter(|c| c.problem.is_some()).count();
-    assert_eq!(bad_calls, 4, "swapped, shifted and two missing calls must all fail\n{r}");
+    assert_eq!(bad_calls, to_dn.len(), "swapped, shifted and the missing calls must all fail\n{r}");
 }

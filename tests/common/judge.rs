@@ -12,6 +12,13 @@ use std::process::Command;
 /// An RTP stream by address: (src ip, src port, dst ip, dst port). SSRCs collide across calls.
 pub type StreamKey = (String, u16, String, u16);
 
+/// Packets of one stream as tshark printed them: (first arrival, first RTP timestamp) and
+/// payload type + bytes by timestamp relative to the first.
+type RawStream = ((f64, u32), BTreeMap<i64, (u8, Vec<u8>)>);
+
+/// A media endpoint (ip, port).
+type Endpoint = (String, u16);
+
 /// One RTP stream decoded to linear PCM, laid out by RTP timestamp (losses leave zeros).
 pub struct Stream {
     /// PCM samples from the stream's lowest timestamp.
@@ -149,7 +156,7 @@ pub fn streams(cap: &Path) -> Result<HashMap<StreamKey, Stream>, String> {
         "-e", "ip.src", "-e", "udp.srcport", "-e", "ip.dst", "-e", "udp.dstport",
     ])?;
     // per stream: (first arrival time, first ts), and rel ts -> (pt, bytes)
-    let mut raw: HashMap<StreamKey, ((f64, u32), BTreeMap<i64, (u8, Vec<u8>)>)> = HashMap::new();
+    let mut raw: HashMap<StreamKey, RawStream> = HashMap::new();
     for line in out.lines() {
         let f: Vec<&str> = line.split('|').collect();
         if f.len() != 8 || f[3].is_empty() || !(f[2] == "0" || f[2] == "8") {
@@ -270,7 +277,7 @@ pub fn judge(cap: &Path, dir: &Path, left_src: &str, lim: Limits) -> Result<Repo
             Err(e) => unreadable.push((p.clone(), e)),
         }
     }
-    let mut pairs: BTreeMap<((String, u16), (String, u16)), Vec<StreamKey>> = BTreeMap::new();
+    let mut pairs: BTreeMap<(Endpoint, Endpoint), Vec<StreamKey>> = BTreeMap::new();
     for k in streams.keys() {
         let a = (k.0.clone(), k.1);
         let b = (k.2.clone(), k.3);
