@@ -6,6 +6,13 @@
 # usage: make-capture.sh --out FILE [--calls N] [--concurrent C] [--length SECONDS]
 #          [--codec PCMA|PCMU] [--dn DN] [--other-dn DN] [--other-calls K] [--loss PCT]
 #          [--reorder PCT] [--malformed] [--keep-audio]
+#   --other-calls K  K more calls to --other-dn (not to be recorded), from their own UAC
+#   --loss PCT       nftables drops PCT % of RTP on each veth's egress (no netem on this kernel)
+#   --reorder PCT    swaps PCT % of each stream's packets with the next one, in the pcap
+#   --malformed      sends seven malformed SIP datagrams to 192.0.2.30:5060 mid-run
+#   --keep-audio     keeps SIPp's audio; by default every stream gets its own noise payload
+#                    (scripts/pcap_tool.py says why) so no two calls correlate
+# Every RTP stream has SSRC 0x5EEDCA11: SSRCs collide across all calls by construction.
 # prints on its last lines: "left-src 192.0.2.10", "dn <DN>", "other-dn <DN>", "calls <N> <K>".
 # Needs root (ip netns), sipp, tcpdump, sox, nft (with --loss), python3.
 set -euo pipefail
@@ -29,7 +36,7 @@ while [ $# -gt 0 ]; do
     --reorder) REORDER="$2"; shift 2 ;;
     --malformed) MALFORMED=1; shift ;;
     --keep-audio) KEEP_AUDIO=1; shift ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "make-capture.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
