@@ -56,7 +56,8 @@ fn make_capture(dir: &Path, args: &[&str]) -> PathBuf {
     cap
 }
 
-/// Runs `callrec replay CAP --out DIR --record-dn 2001 --sip-trace DIR/sip-trace.txt EXTRA...`.
+/// Runs `callrec replay CAP --out DIR --record-dn 2001 --sip-trace T EXTRA...` with T next to
+/// DIR (so the trace is not in the output directory the judge reads, and DIR need not exist).
 fn replay(cap: &Path, out: &Path, extra: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_callrec"))
         .arg("replay")
@@ -64,10 +65,14 @@ fn replay(cap: &Path, out: &Path, extra: &[&str]) -> Output {
         .arg("--out")
         .arg(out)
         .args(["--record-dn", DN, "--sip-trace"])
-        .arg(out.join("sip-trace.txt"))
+        .arg(trace_of(out))
         .args(extra)
         .output()
         .expect("run callrec")
+}
+
+fn trace_of(out: &Path) -> PathBuf {
+    out.with_file_name("sip-trace.txt")
 }
 
 fn text(o: &Output) -> String {
@@ -102,7 +107,7 @@ fn assert_recorded(cap: &Path, out: &Path, calls: usize, exact: bool) -> Report 
 
 /// The SIP trace holds, for each recorded call, the MSML flow of the issue.
 fn assert_trace(out: &Path, calls: usize) {
-    let trace = std::fs::read_to_string(out.join("sip-trace.txt")).expect("read sip trace");
+    let trace = std::fs::read_to_string(trace_of(out)).expect("read sip trace");
     let msgs = split_messages(&trace);
     let conf_ids: Vec<String> = msgs
         .iter()
