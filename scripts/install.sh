@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs every system package callrec's build, demo and tests use. Idempotent: when all
+# packages are present it only checks them (no apt-get update), so it is quick to re-run.
+set -euo pipefail
+
+PKGS=(
+  sip-tester        # SIPp: makes the test captures (uac/uas with RTP streams)
+  tshark            # the tests' reference RTP decode
+  tcpdump           # captures the veth between the namespaces
+  iproute2          # ip netns, veth
+  nftables          # packet loss in the namespaces (this kernel has no netem)
+  sox               # generates the two G.711 test signals
+  python3           # post-processing of captures (SSRC collisions, reordering, malformed SIP)
+  python3-numpy     # the shared reference judge (check_recordings.py)
+  build-essential   # the Rust toolchain's linker
+  pkg-config
+  curl
+  ca-certificates
+)
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then SUDO=(sudo -E); fi
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "install.sh: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  # Without this preseed the wireshark-common postinst asks whether non-root may capture.
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | "${SUDO[@]}" debconf-set-selections
+  "${SUDO[@]}" apt-get update -q
+  "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+  echo "install.sh: system packages already installed"
+fi
+
+if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
+  export PATH="$HOME/.cargo/bin:$PATH"
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "install.sh: installing the Rust toolchain with rustup"
+  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+  export PATH="$HOME/.cargo/bin:$PATH"
+fi
+echo "install.sh: $(cargo --version)"

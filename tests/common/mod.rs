@@ -1,0 +1,4 @@
+//! Shared support for the end-to-end tests: the recording judge and capture helpers.
+#![allow(dead_code)]
+
+pub mod judge;
