@@ -125,7 +125,7 @@ fn print_summary(s: &ReplaySummary, out: &std::path::Path) {
     let w = &s.writers;
     let secs = s.wall.as_secs_f64().max(1e-9);
     if let Some(t) = &s.truncated {
-        eprintln!("callrec: warning: {t}");
+        eprintln!("callrec: warning: truncated capture: {t}");
     }
     println!(
         "calls: {} seen, {} answered, {} recorded ({} failed to start), {} ended",

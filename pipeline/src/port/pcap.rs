@@ -270,7 +270,8 @@ impl CaptureFile {
                 Step::Skip { unsupported } => *skipped += unsupported as u64,
                 Step::End => *done = true,
                 Step::Damaged(d) => {
-                    tracing::warn!(path = %self.path.display(), "{}", describe(&d, *packets));
+                    // Reported once by the caller through `truncated()`, with the summary.
+                    tracing::debug!(path = %self.path.display(), "{}", describe(&d, *packets));
                     *damage = Some(d);
                     *done = true;
                 }
