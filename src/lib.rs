@@ -4,5 +4,6 @@
 
 pub mod config;
 pub mod control;
+pub mod cti;
 pub mod replay;
 pub mod trace;

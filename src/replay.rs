@@ -6,8 +6,7 @@
 //! rate to keep up with, and no audio may be lost); live ports count it as a drop instead.
 
 use crate::config::Config;
-use crate::control::core::{ControlConfig, ControlCore, ControlCounters};
-use crate::control::roles::RoleOutput;
+use crate::control::core::{ControlConfig, ControlCore, ControlCounters, Output};
 use crate::trace::SipTrace;
 use callrec_pipeline::classify::{Class, Classifier, Counters};
 use callrec_pipeline::flow::{FlowTable, FlowTarget};
@@ -181,16 +180,18 @@ fn drain(
 ) {
     while let Some(out) = control.poll_output() {
         match out {
-            RoleOutput::Flow(u) => flows.apply(u),
-            RoleOutput::Writer { writer, msg } => match rings.get_mut(writer as usize) {
+            Output::Flow(u) => flows.apply(u),
+            Output::Writer { writer, msg } => match rings.get_mut(writer as usize) {
                 Some(ring) => push_waiting(ring, msg),
                 None => tracing::error!(writer, "control core named a writer that does not exist"),
             },
-            RoleOutput::Trace(t) => {
+            Output::Trace(t) => {
                 if let Some(tr) = trace.as_deref_mut() {
                     tr.write(&t);
                 }
             }
+            // replay has no CTI server
+            Output::Cti { .. } => {}
         }
     }
 }

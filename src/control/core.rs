@@ -5,7 +5,10 @@
 //! returns `None`; check `poll_timeout` once per burst and call `handle_timeout` when due.
 
 use super::calls::{CallEvent, CallHandle, CallTracker, CallTrackerConfig, Party};
-use super::roles::{RecordRequest, RecordingRoles, RoleError, RoleOutput, RolesConfig, SessionId};
+use super::roles::{RecordRequest, RecordingRoles, RoleError, RoleOutput, RolesConfig, SessionId, TraceRecord};
+use crate::cti::protocol::Event;
+use callrec_pipeline::flow::FlowUpdate;
+use callrec_pipeline::writer::WriterMsg;
 use super::sip::SipMessage;
 use super::triggers::{PartyView, StaticTriggers};
 use crate::config::Config;
@@ -14,6 +17,42 @@ use callrec_pipeline::Timestamp;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+
+/// A CTI client connection, numbered by the CTI server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CtiClient(pub u64);
+
+/// What the control core asks of the world, in order.
+pub enum Output {
+    /// A flow-table change.
+    Flow(FlowUpdate),
+    /// A message for a writer's ring.
+    Writer {
+        /// The writer.
+        writer: u16,
+        /// The message.
+        msg: WriterMsg,
+    },
+    /// A message between the recording roles, for `--sip-trace`.
+    Trace(TraceRecord),
+    /// An event for one CTI client.
+    Cti {
+        /// The client.
+        client: CtiClient,
+        /// The event.
+        event: Event,
+    },
+}
+
+impl From<RoleOutput> for Output {
+    fn from(o: RoleOutput) -> Output {
+        match o {
+            RoleOutput::Flow(u) => Output::Flow(u),
+            RoleOutput::Writer { writer, msg } => Output::Writer { writer, msg },
+            RoleOutput::Trace(t) => Output::Trace(t),
+        }
+    }
+}
 
 /// What the control core is built from.
 pub struct ControlConfig {
@@ -121,9 +160,9 @@ impl ControlCore {
         self.drain_calls(now);
     }
 
-    /// The next thing for the dataplane to do.
-    pub fn poll_output(&mut self) -> Option<RoleOutput> {
-        self.roles.poll_output()
+    /// The next thing for the dataplane (or a CTI client) to do.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.roles.poll_output().map(Output::from)
     }
 
     /// Counters so far.
