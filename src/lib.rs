@@ -5,5 +5,6 @@
 pub mod config;
 pub mod control;
 pub mod cti;
+pub mod dataplane;
 pub mod replay;
 pub mod trace;

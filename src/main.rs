@@ -1,6 +1,7 @@
 //! The `callrec` command line.
 
 use callrec::config::Config;
+use callrec::dataplane::RecordingOptions;
 use callrec::replay::{self, ReplayOptions, ReplaySummary};
 use callrec_pipeline::writer::OutputFormat;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -72,15 +73,17 @@ fn main() -> ExitCode {
             };
             let opts = ReplayOptions {
                 capture,
-                out: out.clone(),
-                config,
-                format: match rec.format {
-                    Format::G711 => OutputFormat::G711,
-                    Format::Pcm16 => OutputFormat::Pcm16,
+                rec: RecordingOptions {
+                    out: out.clone(),
+                    config,
+                    format: match rec.format {
+                        Format::G711 => OutputFormat::G711,
+                        Format::Pcm16 => OutputFormat::Pcm16,
+                    },
+                    sip_trace: rec.sip_trace,
+                    writers: writers.unwrap_or_else(default_writers),
+                    conf_id_prefix: conf_id_prefix(),
                 },
-                sip_trace: rec.sip_trace,
-                writers: writers.unwrap_or_else(default_writers),
-                conf_id_prefix: conf_id_prefix(),
             };
             match replay::run(opts) {
                 Ok(summary) => {
@@ -120,9 +123,9 @@ fn fail(msg: &str) -> ExitCode {
 }
 
 fn print_summary(s: &ReplaySummary, out: &std::path::Path) {
-    let p = &s.packets;
-    let c = &s.control;
-    let w = &s.writers;
+    let p = &s.run.packets;
+    let c = &s.run.control;
+    let w = &s.run.writers;
     let secs = s.wall.as_secs_f64().max(1e-9);
     if let Some(t) = &s.truncated {
         eprintln!("callrec: warning: truncated capture: {t}");
