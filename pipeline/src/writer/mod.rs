@@ -98,6 +98,7 @@ impl RtpItem {
 }
 
 /// A message on a writer's ring.
+#[derive(Clone)]
 // RTP is carried inline on purpose: boxing it would allocate per packet, and a ring slot must
 // not point into an rx buffer.
 #[allow(clippy::large_enum_variant)]

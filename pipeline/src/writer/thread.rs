@@ -3,7 +3,7 @@
 
 use super::jitter::PlacementConfig;
 use super::recording::{Recording, RecordingOutcome};
-use super::WriterMsg;
+use super::{RtpItem, WriterMsg};
 use crate::flow::RecordingId;
 use rustc_hash::FxHashMap;
 use std::time::{Duration, Instant};
@@ -108,14 +108,20 @@ impl Writer {
         }
     }
 
+    /// Handles one RTP packet.
+    #[inline]
+    pub fn rtp(&mut self, item: &RtpItem) {
+        match self.recordings.get_mut(&item.recording) {
+            Some(r) => r.rtp(item),
+            None => self.report.orphans += 1,
+        }
+    }
+
     /// Handles one message; `now_wall` (read once per burst by the caller) paces header
     /// checkpoints.
     pub fn handle(&mut self, msg: WriterMsg, now_wall: Instant) {
         match msg {
-            WriterMsg::Rtp(item) => match self.recordings.get_mut(&item.recording) {
-                Some(r) => r.rtp(&item),
-                None => self.report.orphans += 1,
-            },
+            WriterMsg::Rtp(item) => self.rtp(&item),
             WriterMsg::Start(spec) => {
                 tracing::debug!(writer = self.index, conf_id = %spec.conf_id, "recording start");
                 self.report.recordings_opened += 1;
@@ -193,9 +199,16 @@ pub fn run(
             idle = 0;
             let now = Instant::now();
             if let Ok(chunk) = consumer.read_chunk(n) {
-                for msg in chunk {
-                    writer.handle(msg, now);
+                // RTP is read in place: moving a ring slot out would copy the whole inline
+                // payload buffer once more per packet. Control messages are rare; cloned.
+                let (a, b) = chunk.as_slices();
+                for msg in a.iter().chain(b) {
+                    match msg {
+                        WriterMsg::Rtp(item) => writer.rtp(item),
+                        other => writer.handle(other.clone(), now),
+                    }
                 }
+                chunk.commit_all();
             }
             writer.tick(now);
             continue;
