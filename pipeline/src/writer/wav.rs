@@ -96,11 +96,6 @@ pub struct WavOut {
 impl WavOut {
     /// Creates `path` (truncating) for `kind` samples and writes a valid empty header.
     pub fn create(path: &Path, kind: SampleKind) -> Result<Self, WavError> {
-        // A CTI `dest` may name a directory that does not exist yet.
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|source| WavError::Create { path: path.to_owned(), source })?;
-        }
         let file = File::create(path)
             .map_err(|source| WavError::Create { path: path.to_owned(), source })?;
         let out = BufWriter::with_capacity(WRITE_BUFFER, file);
