@@ -20,7 +20,7 @@ use callrec_pipeline::flow::FlowUpdate;
 use callrec_pipeline::writer::OutputFormat;
 use callrec_pipeline::writer::WriterMsg;
 use callrec_pipeline::Timestamp;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -29,6 +29,8 @@ use std::path::PathBuf;
 pub struct CtiClient(pub u64);
 
 /// What the control core asks of the world, in order.
+// Same trade-off as `RoleOutput`: a few control-path values per call; boxing buys nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Output {
     /// A flow-table change.
     Flow(FlowUpdate),
@@ -184,6 +186,8 @@ pub struct ControlCore {
     regs: Registrations,
     agents: Agents,
     cti: CtiConfig,
+    /// Recording ids (`Extensions.id`) used this run: a reused one would overwrite its file.
+    used_ids: HashSet<String>,
     out_dir: PathBuf,
     out: VecDeque<Output>,
     counters: ControlCounters,
@@ -217,6 +221,7 @@ impl ControlCore {
             regs: Registrations::default(),
             agents: Agents::new(cfg.config.agents.iter().filter(|a| a.record).map(|a| a.id.as_str())),
             cti: cfg.config.cti.clone(),
+            used_ids: HashSet::new(),
             out_dir: cfg.out_dir,
             out: VecDeque::new(),
             counters: ControlCounters::default(),

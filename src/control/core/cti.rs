@@ -280,7 +280,12 @@ impl ControlCore {
                 let (conf_id, dest) = self.check_extensions(extensions)?;
                 let ext: Vec<(String, String)> = extensions.iter().map(|(k, v)| (k.clone(), value_text(v))).collect();
                 match self.start_recording(now, h, this_dn.clone(), !this_is_caller, Trigger::PrivateService, ext, conf_id, dest) {
-                    Ok(conf_id) => Ok(answer("recording", conf_id)),
+                    Ok(conf_id) => {
+                        if extensions.contains_key("id") {
+                            self.used_ids.insert(conf_id.clone());
+                        }
+                        Ok(answer("recording", conf_id))
+                    }
                     Err(StartError::NoMedia) => Err((
                         error_code::RECORDING_FAILED,
                         format!("cannot start: call {conn} has no media description on one side"),
@@ -331,6 +336,12 @@ impl ControlCore {
                 })?;
                 if self.calls.values().any(|c| c.recording.as_ref().is_some_and(|r| r.conf_id == id.as_str())) {
                     return Err((error_code::BAD_EXTENSIONS, format!("Extensions id {id} is already used by a recording in progress")));
+                }
+                if self.used_ids.contains(id.as_str()) {
+                    return Err((
+                        error_code::BAD_EXTENSIONS,
+                        format!("Extensions id {id} was already used by an earlier recording of this run: pick another"),
+                    ));
                 }
                 Some(id.to_string())
             }

@@ -356,9 +356,13 @@ fn private_service_start_pause_resume_stop_in_order() {
         h.cti(8500, C1, &ps(3014, "2001", &conn, 10, "{}")),
         vec![error_line(1, 10, error_code::WRONG_STATE, &format!("cannot stop: call {conn} is not being recorded"))]
     );
-    // a new start after a stop is a new session; the same id is free again
-    let out = h.cti(9000, C1, &ps(3013, "2001", &conn, 11, r#"{"id":"rec-1"}"#));
-    assert_eq!(out.last().unwrap(), &info(11, 3013, "recording", "rec-1"));
+    // a new start after a stop is a new session; reusing its id would overwrite its file
+    assert_eq!(
+        h.cti(9000, C1, &ps(3013, "2001", &conn, 11, r#"{"id":"rec-1"}"#)),
+        vec![error_line(1, 11, error_code::BAD_EXTENSIONS, "Extensions id rec-1 was already used by an earlier recording of this run: pick another")]
+    );
+    let out = h.cti(9000, C1, &ps(3013, "2001", &conn, 11, r#"{"id":"rec-2"}"#));
+    assert_eq!(out.last().unwrap(), &info(11, 3013, "recording", "rec-2"));
     // the call ends: the recording stops first, then the client hears EventReleased
     let out = h.sip(12_000, true, &CALL1.bye());
     let stop = out.iter().position(|l| l.starts_with("writer 0 stop") && l.ends_with(" 12000")).unwrap();
