@@ -366,8 +366,11 @@ impl ControlCore {
         }
         if c.pending_route.is_some() {
             self.try_route(now, h);
-            return;
         }
+        for waiting in self.routes_waiting_for(h) {
+            self.try_route(now, waiting);
+        }
+        let Some(c) = self.calls.get(&h).filter(|c| c.recording.is_none()) else { return };
         let agent_side = [(false, &c.callee), (true, &c.caller)].into_iter().find_map(|(is_caller, p)| {
             let dn = p.dn.as_deref()?;
             self.agents.recorded_on(dn).map(|agent| (is_caller, dn.to_string(), agent.to_string()))

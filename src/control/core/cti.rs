@@ -9,6 +9,9 @@
 //!   started it (static DN, route, agent login, an earlier start).
 //! - An agent logging in on another DN moves there; a DN taken by another agent is refused.
 //!   Logging out stops no recording in progress: it only stops new calls being recorded.
+//! - `RouteCall record=source` records the routed call itself when OtherDN is one of its
+//!   parties; otherwise the leg between OtherDN and the routed call's caller, should one appear
+//!   (a B2BUA reaching the agent under a new Call-ID), once that leg is answered.
 //! - `RouteCall` is answered `EventRouteUsed` whenever the call exists and `record` is valid,
 //!   even when a recording it asks for must wait for the answer or is already running.
 
@@ -172,38 +175,68 @@ impl ControlCore {
         Ok(answer)
     }
 
-    /// Starts a pending RouteCall recording if the call is answered and the routed-to party is
-    /// in it; otherwise it keeps waiting (for the answer) until the call ends.
+    /// Starts the pending RouteCall recording of call `h` once the call to record is
+    /// answered and the routed-to party is in it; until then it waits (until `h` ends).
     pub(super) fn try_route(&mut self, now: Timestamp, h: CallHandle) {
         let Some(c) = self.calls.get(&h) else { return };
         let Some(pending) = c.pending_route.clone() else { return };
-        if !c.established {
-            return;
-        }
-        if let Some(rec) = &c.recording {
-            tracing::info!(conn_id = %c.conn_id, conf_id = %rec.conf_id, "call already recorded; RouteCall recording not started");
-            if let Some(c) = self.calls.get_mut(&h) {
-                c.pending_route = None;
+        let (target, dn, customer_is_caller, trigger) = match &pending {
+            PendingRoute::Source(dn) => {
+                let Some(target) = self.source_target(h, dn) else { return };
+                let Some(agent_is_caller) = self.calls.get(&target).and_then(|t| t.side_of(dn)) else { return };
+                (target, dn.clone(), !agent_is_caller, Trigger::RouteSource)
             }
-            return;
-        }
-        let (dn, customer_is_caller, trigger) = match &pending {
-            PendingRoute::Source(dn) => match c.side_of(dn) {
-                Some(agent_is_caller) => (dn.clone(), !agent_is_caller, Trigger::RouteSource),
-                None => return,
-            },
             // The DN that sent the call to the routing point is the caller; without a caller DN
             // the recording is named after the callee.
             PendingRoute::Destination => {
                 let dn = c.caller.dn.clone().or_else(|| c.callee.dn.clone()).unwrap_or_else(|| "unknown".into());
-                (dn, true, Trigger::RouteDestination)
+                (h, dn, true, Trigger::RouteDestination)
             }
         };
-        tracing::info!(conn_id = %c.conn_id, %dn, trigger = trigger.name(), "RouteCall recording starts");
-        self.start_auto(now, h, dn, customer_is_caller, trigger);
+        let Some(t) = self.calls.get(&target) else { return };
+        if !t.established {
+            return;
+        }
+        if let Some(rec) = &t.recording {
+            tracing::info!(conn_id = %t.conn_id, conf_id = %rec.conf_id, "call already recorded; RouteCall recording not started");
+        } else {
+            tracing::info!(conn_id = %t.conn_id, %dn, trigger = trigger.name(), "RouteCall recording starts");
+            self.start_auto(now, target, dn, customer_is_caller, trigger);
+        }
         if let Some(c) = self.calls.get_mut(&h) {
             c.pending_route = None;
         }
+    }
+
+    /// The call a `source` route on call `h` records: `h` itself when `dn` is one of its
+    /// parties, else the oldest live call between `dn` and `h`'s caller (the leg a B2BUA set up
+    /// to the routed-to agent under another Call-ID).
+    pub(super) fn source_target(&self, h: CallHandle, dn: &str) -> Option<CallHandle> {
+        let c = self.calls.get(&h)?;
+        if c.side_of(dn).is_some() {
+            return Some(h);
+        }
+        let customer = c.caller.dn.as_deref()?;
+        self.calls
+            .iter()
+            .filter(|(k, o)| **k != h && o.side_of(dn).is_some() && o.side_of(customer).is_some())
+            .min_by_key(|(_, o)| o.seq)
+            .map(|(k, _)| *k)
+    }
+
+    /// Calls whose pending `source` route waits for call `x`.
+    pub(super) fn routes_waiting_for(&self, x: CallHandle) -> Vec<CallHandle> {
+        let mut v: Vec<(u64, CallHandle)> = self
+            .calls
+            .iter()
+            .filter(|(k, c)| {
+                **k != x
+                    && matches!(&c.pending_route, Some(PendingRoute::Source(dn)) if self.source_target(**k, dn) == Some(x))
+            })
+            .map(|(k, c)| (c.seq, *k))
+            .collect();
+        v.sort();
+        v.into_iter().map(|(_, k)| k).collect()
     }
 
     fn disable_destination(&mut self, now: Timestamp, h: CallHandle) {

@@ -612,3 +612,25 @@ fn recording_ids_differ_between_sessions() {
     assert_eq!(starts.len(), 2);
     assert_ne!(starts[0], starts[1]);
 }
+
+#[test]
+fn route_source_follows_the_leg_to_the_agent_under_another_call_id() {
+    let mut h = H::new("");
+    let to_rp = Call { cid: "to-rp@pbx", callee: "7000", ..CALL1 };
+    h.establish(0, &to_rp);
+    let conn = h.conn(&to_rp);
+    assert_eq!(h.cti(3000, C1, &route(1, &conn, "2001", "source")), vec![route_used(1, 1, &conn, "2001")]);
+    // another caller's call to 2001 is not the routed one
+    let other = Call { cid: "other@pbx", caller: "5550000", ..CALL1 };
+    assert_eq!(count(&h.establish(3500, &other), "writer"), 0);
+    // the B2BUA's leg from the same caller to the agent: recorded when answered
+    let leg = Call { cid: "leg@pbx", ports: (4020, 5020), ..CALL1 };
+    let out = h.establish(4000, &leg);
+    assert_eq!(count(&out, "writer 0 start"), 1, "{out:#?}");
+    assert_eq!(h.last_spec().sidecar["trigger"], "route_source");
+    assert_eq!(h.last_spec().sidecar["call_ids"][0], "leg@pbx");
+    assert_eq!(h.last_spec().started, t(6000));
+    // the route was used up: a later leg starts nothing
+    let again = Call { cid: "again@pbx", ..CALL1 };
+    assert_eq!(count(&h.establish(8000, &again), "writer 0 start"), 0);
+}
