@@ -634,3 +634,26 @@ fn route_source_follows_the_leg_to_the_agent_under_another_call_id() {
     let again = Call { cid: "again@pbx", ..CALL1 };
     assert_eq!(count(&h.establish(8000, &again), "writer 0 start"), 0);
 }
+
+#[test]
+fn start_without_media_on_one_side_fails_and_changes_nothing() {
+    let mut h = H::new("");
+    h.cti(0, C1, r#"{"request":"RegisterAddress","ReferenceID":1,"ThisDN":"2001"}"#);
+    // late offer: the INVITE has no SDP and the ACK answers nothing, so the caller's media
+    // stays unknown
+    let invite = CALL1.text("INVITE sip:2001@192.0.2.20 SIP/2.0", "1 INVITE", false, None);
+    h.sip(0, true, &invite);
+    h.sip(1000, false, &CALL1.ok());
+    h.sip(1000, true, &CALL1.ack());
+    let conn = h.conn(&CALL1);
+    assert_eq!(
+        h.cti(2000, C1, &ps(3013, "2001", &conn, 2, "{}")),
+        vec![error_line(1, 2, error_code::RECORDING_FAILED, &format!("cannot start: call {conn} has no media description on one side"))]
+    );
+    assert_eq!(h.core.counters().recordings_failed, 1);
+    h.cti(2000, C1, r#"{"request":"QueryCalls","ReferenceID":3}"#);
+    match h.last_event() {
+        Event::EventCalls { calls, .. } => assert_eq!(calls[0].recording, "none"),
+        other => panic!("{other:?}"),
+    }
+}
