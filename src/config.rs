@@ -42,6 +42,66 @@ pub struct Config {
     /// Trunk DNs (carrier side: the customer).
     #[serde(default, rename = "trunk")]
     pub trunks: Vec<TrunkDn>,
+    /// Agents (Agent Login trigger: agent side while logged in).
+    #[serde(default, rename = "agent")]
+    pub agents: Vec<AgentConfig>,
+    /// CTI settings.
+    #[serde(default)]
+    pub cti: CtiConfig,
+}
+
+/// `[cti]`: PrivateService message ids.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CtiConfig {
+    /// PrivateMsgID that starts a recording (default 3013).
+    #[serde(default = "default_start")]
+    pub private_msg_start: i64,
+    /// PrivateMsgID that stops it (default 3014).
+    #[serde(default = "default_stop")]
+    pub private_msg_stop: i64,
+    /// PrivateMsgID that pauses it (default 3015).
+    #[serde(default = "default_pause")]
+    pub private_msg_pause: i64,
+    /// PrivateMsgID that resumes it (default 3016).
+    #[serde(default = "default_resume")]
+    pub private_msg_resume: i64,
+}
+
+fn default_start() -> i64 {
+    3013
+}
+fn default_stop() -> i64 {
+    3014
+}
+fn default_pause() -> i64 {
+    3015
+}
+fn default_resume() -> i64 {
+    3016
+}
+
+impl Default for CtiConfig {
+    fn default() -> Self {
+        CtiConfig {
+            private_msg_start: default_start(),
+            private_msg_stop: default_stop(),
+            private_msg_pause: default_pause(),
+            private_msg_resume: default_resume(),
+        }
+    }
+}
+
+/// `[[agent]]`: an agent id; with `record = true`, calls of the DN it is logged in on are
+/// recorded on the agent side.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// The AgentID of AgentLogin.
+    pub id: String,
+    /// Record this agent's calls while logged in.
+    #[serde(default)]
+    pub record: bool,
 }
 
 /// `[sip]`
@@ -126,6 +186,11 @@ impl Config {
                 return Err(format!("trunk {} needs `peer` or `dn_pattern` to be matched", t.dn));
             }
         }
+        let c = &cfg.cti;
+        let ids = [c.private_msg_start, c.private_msg_stop, c.private_msg_pause, c.private_msg_resume];
+        if (1..ids.len()).any(|i| ids[..i].contains(&ids[i])) {
+            return Err("[cti] private_msg_start, _stop, _pause and _resume must be four different ids".into());
+        }
         if cfg.sip.ports.is_empty() {
             return Err("[sip] ports must list at least one port".into());
         }
@@ -181,6 +246,23 @@ mod tests {
         assert!(e.contains("peer"), "{e}");
         assert!(Config::parse("[sip]\nports = []\n").is_err());
         assert!(Config::parse("this is not toml").is_err());
+    }
+
+    #[test]
+    fn cti_and_agents() {
+        let cfg = Config::default();
+        assert_eq!(cfg.cti.private_msg_start, 3013);
+        assert_eq!(cfg.cti.private_msg_resume, 3016);
+        let cfg = Config::parse(
+            "[cti]\nprivate_msg_start = 1\nprivate_msg_stop = 2\n[[agent]]\nid = \"a1\"\nrecord = true\n[[agent]]\nid = \"a2\"\n",
+        )
+        .unwrap();
+        assert_eq!((cfg.cti.private_msg_start, cfg.cti.private_msg_stop, cfg.cti.private_msg_pause), (1, 2, 3015));
+        assert_eq!(cfg.agents.len(), 2);
+        assert!(cfg.agents[0].record && !cfg.agents[1].record);
+        let e = Config::parse("[cti]\nprivate_msg_stop = 3013\n").unwrap_err();
+        assert!(e.contains("different"), "{e}");
+        assert!(Config::parse("[cti]\nstart = 1\n").is_err());
     }
 
     #[test]

@@ -1,20 +1,26 @@
 //! The control core's front: takes SIP datagrams with their capture time, runs call tracking,
 //! the trigger rules and the recording roles, and hands back what the dataplane must do.
 //!
+//! CTI requests come in through `handle_cti` (see the `cti` child module); their answers and
+//! the call events for registered clients come out of `poll_output` as [`Output::Cti`], in
+//! order with the recording flow's outputs they caused.
+//!
 //! Poll order (quinn/str0m style): after every `handle_*` call, drain `poll_output` until it
 //! returns `None`; check `poll_timeout` once per burst and call `handle_timeout` when due.
 
 use super::calls::{CallEvent, CallHandle, CallTracker, CallTrackerConfig, Party};
+use super::connection::ConnectionIds;
+use super::on_demand::{Agents, Registrations};
 use super::roles::{RecordRequest, RecordingRoles, RoleError, RoleOutput, RolesConfig, SessionId, TraceRecord};
+use super::sip::SipMessage;
+use super::triggers::{PartyView, StaticTriggers, TriggerKind};
+use crate::config::{Config, CtiConfig};
 use crate::cti::protocol::Event;
 use callrec_pipeline::flow::FlowUpdate;
-use callrec_pipeline::writer::WriterMsg;
-use super::sip::SipMessage;
-use super::triggers::{PartyView, StaticTriggers};
-use crate::config::Config;
 use callrec_pipeline::writer::OutputFormat;
+use callrec_pipeline::writer::WriterMsg;
 use callrec_pipeline::Timestamp;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -23,6 +29,8 @@ use std::path::PathBuf;
 pub struct CtiClient(pub u64);
 
 /// What the control core asks of the world, in order.
+// Same trade-off as `RoleOutput`: a few control-path values per call; boxing buys nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Output {
     /// A flow-table change.
     Flow(FlowUpdate),
@@ -88,9 +96,82 @@ pub struct ControlCounters {
     pub recordings_failed: u64,
 }
 
-struct Recorded {
+/// What started a call's recording.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Trigger {
+    /// Static DN configuration (extension or trunk).
+    Static(TriggerKind),
+    /// PrivateService start.
+    PrivateService,
+    /// RouteCall record=source.
+    RouteSource,
+    /// RouteCall record=destination.
+    RouteDestination,
+    /// A recorded agent logged in on the DN.
+    AgentLogin,
+}
+
+impl Trigger {
+    fn name(self) -> &'static str {
+        match self {
+            Trigger::Static(k) => k.name(),
+            Trigger::PrivateService => "private_service",
+            Trigger::RouteSource => "route_source",
+            Trigger::RouteDestination => "route_destination",
+            Trigger::AgentLogin => "agent_login",
+        }
+    }
+}
+
+/// A recording in progress for one call (at most one per call).
+pub(crate) struct Recorded {
     session: SessionId,
     customer_is_caller: bool,
+    trigger: Trigger,
+    paused: bool,
+    conf_id: String,
+}
+
+/// A RouteCall recording waiting for the call to be answered (or to reach the agent).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum PendingRoute {
+    /// Record this DN, agent side, once it is a party of the answered call.
+    Source(String),
+    /// Record the caller (the DN that sent the call to the routing point), customer side.
+    Destination,
+}
+
+/// A call as the core knows it: the tracker's parties plus its CTI name and recording.
+pub(crate) struct LiveCall {
+    seq: u64,
+    conn_id: String,
+    call_id: String,
+    caller: Party,
+    callee: Party,
+    established: bool,
+    recording: Option<Recorded>,
+    pending_route: Option<PendingRoute>,
+}
+
+impl LiveCall {
+    /// Whether `dn` is the caller (Some(true)), the callee (Some(false)) or neither.
+    fn side_of(&self, dn: &str) -> Option<bool> {
+        if self.caller.dn.as_deref() == Some(dn) {
+            Some(true)
+        } else if self.callee.dn.as_deref() == Some(dn) {
+            Some(false)
+        } else {
+            None
+        }
+    }
+}
+
+/// Why a recording could not start.
+pub(crate) enum StartError {
+    /// One side has no SDP yet.
+    NoMedia,
+    /// The roles refused.
+    Role(RoleError),
 }
 
 /// The control core.
@@ -98,14 +179,25 @@ pub struct ControlCore {
     tracker: CallTracker,
     triggers: StaticTriggers,
     roles: RecordingRoles,
-    recorded: HashMap<CallHandle, Recorded>,
+    calls: HashMap<CallHandle, LiveCall>,
+    by_conn: HashMap<String, CallHandle>,
+    conn_ids: ConnectionIds,
+    next_seq: u64,
+    regs: Registrations,
+    agents: Agents,
+    cti: CtiConfig,
+    /// Recording ids (`Extensions.id`) used this run: a reused one would overwrite its file.
+    used_ids: HashSet<String>,
+    out_dir: PathBuf,
+    out: VecDeque<Output>,
     counters: ControlCounters,
 }
 
 impl ControlCore {
     /// A control core with no calls; fails when the configured RM address cannot go into a
-    /// Request-URI.
+    /// Request-URI. ConnectionIDs are seeded from `conf_id_prefix` (unique per run).
     pub fn new(cfg: ControlConfig) -> Result<Self, RoleError> {
+        let conn_ids = ConnectionIds::from_label(&cfg.conf_id_prefix);
         let roles = RecordingRoles::new(RolesConfig {
             resource_manager: cfg.config.recording.resource_manager.clone(),
             sip_server_addr: "127.0.0.1:5060".into(),
@@ -114,7 +206,7 @@ impl ControlCore {
             // can collide with them on the in-process transport.
             mcp_addrs: (0..cfg.writers).map(|k| format!("127.0.{}.{}:5070", 1 + k / 250, 1 + k % 250)).collect(),
             writers: cfg.writers,
-            out_dir: cfg.out_dir,
+            out_dir: cfg.out_dir.clone(),
             format: cfg.format,
             conf_id_prefix: cfg.conf_id_prefix,
         })?;
@@ -122,7 +214,16 @@ impl ControlCore {
             tracker: CallTracker::new(CallTrackerConfig::default()),
             triggers: StaticTriggers::new(&cfg.config),
             roles,
-            recorded: HashMap::new(),
+            calls: HashMap::new(),
+            by_conn: HashMap::new(),
+            conn_ids,
+            next_seq: 0,
+            regs: Registrations::default(),
+            agents: Agents::new(cfg.config.agents.iter().filter(|a| a.record).map(|a| a.id.as_str())),
+            cti: cfg.config.cti.clone(),
+            used_ids: HashSet::new(),
+            out_dir: cfg.out_dir,
+            out: VecDeque::new(),
             counters: ControlCounters::default(),
         })
     }
@@ -139,7 +240,15 @@ impl ControlCore {
             }
         };
         self.counters.sip_messages += 1;
+        let known = self.tracker.find(&msg.call_id).is_some();
         self.tracker.handle(now, src, dst, &msg);
+        if !known {
+            // An initial INVITE creates a call and no tracker event: the call becomes visible
+            // to CTI here, before it is answered.
+            if let Some(h) = self.tracker.find(&msg.call_id) {
+                self.on_new_call(h);
+            }
+        }
         self.drain_calls(now);
     }
 
@@ -162,7 +271,8 @@ impl ControlCore {
 
     /// The next thing for the dataplane (or a CTI client) to do.
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.roles.poll_output().map(Output::from)
+        self.pull_roles();
+        self.out.pop_front()
     }
 
     /// Counters so far.
@@ -170,67 +280,213 @@ impl ControlCore {
         ControlCounters { calls_seen: self.tracker.stats().calls, ..self.counters }
     }
 
+    /// The ConnectionID of the call with this SIP Call-ID, while it is tracked.
+    pub fn connection_id(&self, call_id: &str) -> Option<&str> {
+        let h = self.tracker.find(call_id)?;
+        self.calls.get(&h).map(|c| c.conn_id.as_str())
+    }
+
+    /// Moves the roles' outputs into the queue, keeping them in front of whatever the core
+    /// queues next.
+    fn pull_roles(&mut self) {
+        while let Some(o) = self.roles.poll_output() {
+            self.out.push_back(o.into());
+        }
+    }
+
+    fn on_new_call(&mut self, h: CallHandle) {
+        let Some(c) = self.tracker.call(h) else { return };
+        let conn_id = self.conn_ids.next_id();
+        let call = LiveCall {
+            seq: self.next_seq,
+            conn_id: conn_id.clone(),
+            call_id: c.call_id.clone(),
+            caller: c.caller.clone(),
+            callee: c.callee.clone(),
+            established: false,
+            recording: None,
+            pending_route: None,
+        };
+        self.next_seq += 1;
+        tracing::debug!(call_id = %c.call_id, %conn_id, "new call");
+        let evs = call_events(&self.regs, &call, CallNote::Ringing);
+        self.out.extend(evs);
+        self.by_conn.insert(conn_id, h);
+        self.calls.insert(h, call);
+    }
+
     fn drain_calls(&mut self, now: Timestamp) {
         while let Some(ev) = self.tracker.poll_event() {
             match ev {
-                CallEvent::Answered { call, call_id, caller, callee, .. } => {
+                CallEvent::Answered { call, caller, callee, .. } => {
                     self.counters.calls_answered += 1;
-                    self.on_answered(now, call, call_id, caller, callee);
+                    self.on_answered(now, call, caller, callee);
                 }
                 CallEvent::MediaChanged { call, caller, callee, .. } => {
-                    let Some(rec) = self.recorded.get(&call) else { continue };
-                    let (customer, agent) = sides(rec.customer_is_caller, caller, callee);
-                    if let (Some(c), Some(a)) = (customer.media, agent.media) {
-                        if let Err(e) = self.roles.update_media(now, rec.session, c, a) {
+                    let Some(c) = self.calls.get_mut(&call) else { continue };
+                    c.caller = caller;
+                    c.callee = callee;
+                    let Some(rec) = &c.recording else { continue };
+                    let (customer, agent) = sides(rec.customer_is_caller, &c.caller, &c.callee);
+                    if let (Some(cm), Some(am)) = (customer.media.clone(), agent.media.clone()) {
+                        let session = rec.session;
+                        if let Err(e) = self.roles.update_media(now, session, cm, am) {
                             tracing::warn!(error = %e, "could not move a recording's media");
                         }
+                        self.pull_roles();
                     }
                 }
                 CallEvent::Ended { call, .. } => {
                     self.counters.calls_ended += 1;
-                    if let Some(rec) = self.recorded.remove(&call) {
+                    let Some(mut c) = self.calls.remove(&call) else { continue };
+                    self.by_conn.remove(&c.conn_id);
+                    if let Some(rec) = c.recording.take() {
                         if let Err(e) = self.roles.stop(now, rec.session) {
                             tracing::warn!(error = %e, "could not stop a recording");
                         }
+                        self.pull_roles();
                     }
+                    let evs = call_events(&self.regs, &c, CallNote::Released);
+                    self.out.extend(evs);
                 }
             }
         }
     }
 
-    fn on_answered(&mut self, now: Timestamp, call: CallHandle, call_id: String, caller: Party, callee: Party) {
-        let Some(decision) = self.triggers.decide(view(&caller), view(&callee)) else { return };
-        let (customer, agent) = sides(decision.customer_is_caller, caller, callee);
-        let (Some(customer_media), Some(agent_media)) = (customer.media, agent.media) else {
-            self.counters.recordings_failed += 1;
-            tracing::warn!(%call_id, dn = %decision.dn, "call to record has no media description on one side");
+    fn on_answered(&mut self, now: Timestamp, h: CallHandle, caller: Party, callee: Party) {
+        let Some(c) = self.calls.get_mut(&h) else { return };
+        c.caller = caller;
+        c.callee = callee;
+        c.established = true;
+        self.notify_call(h, CallNote::Established);
+        let Some(c) = self.calls.get(&h) else { return };
+        if let Some(d) = self.triggers.decide(view(&c.caller), view(&c.callee)) {
+            self.start_auto(now, h, d.dn, d.customer_is_caller, Trigger::Static(d.trigger));
             return;
+        }
+        if c.pending_route.is_some() {
+            self.try_route(now, h);
+        }
+        for waiting in self.routes_waiting_for(h) {
+            self.try_route(now, waiting);
+        }
+        let Some(c) = self.calls.get(&h).filter(|c| c.recording.is_none()) else { return };
+        let agent_side = [(false, &c.callee), (true, &c.caller)].into_iter().find_map(|(is_caller, p)| {
+            let dn = p.dn.as_deref()?;
+            self.agents.recorded_on(dn).map(|agent| (is_caller, dn.to_string(), agent.to_string()))
+        });
+        if let Some((agent_is_caller, dn, agent)) = agent_side {
+            tracing::info!(%dn, %agent, conn_id = %c.conn_id, "recording a logged-in agent's call");
+            self.start_auto(now, h, dn, !agent_is_caller, Trigger::AgentLogin);
+        }
+    }
+
+    /// Starts a recording no client waits for: failures are counted and logged.
+    fn start_auto(&mut self, now: Timestamp, h: CallHandle, dn: String, customer_is_caller: bool, trigger: Trigger) {
+        let call_id = self.calls.get(&h).map(|c| c.call_id.clone()).unwrap_or_default();
+        match self.start_recording(now, h, dn.clone(), customer_is_caller, trigger, Vec::new(), None, None) {
+            Ok(_) => {}
+            Err(StartError::NoMedia) => {
+                tracing::warn!(%call_id, %dn, "call to record has no media description on one side");
+            }
+            Err(StartError::Role(e)) => tracing::warn!(%call_id, error = %e, "recording did not start"),
+        }
+    }
+
+    /// Starts recording call `h` for `dn`; the roles' outputs are queued before this returns.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn start_recording(
+        &mut self,
+        now: Timestamp,
+        h: CallHandle,
+        dn: String,
+        customer_is_caller: bool,
+        trigger: Trigger,
+        extensions: Vec<(String, String)>,
+        conf_id: Option<String>,
+        dest: Option<PathBuf>,
+    ) -> Result<String, StartError> {
+        let Some(c) = self.calls.get(&h) else { return Err(StartError::NoMedia) };
+        let (customer, agent) = sides(customer_is_caller, &c.caller, &c.callee);
+        let (Some(customer_media), Some(agent_media)) = (customer.media.clone(), agent.media.clone()) else {
+            self.counters.recordings_failed += 1;
+            return Err(StartError::NoMedia);
         };
         let request = RecordRequest {
-            dn: decision.dn,
-            call_ids: vec![call_id.clone()],
+            dn,
+            call_ids: vec![c.call_id.clone()],
             customer: customer_media,
             agent: agent_media,
-            trigger: decision.trigger.name().to_string(),
-            dns: (customer.dn, agent.dn),
-            extensions: Vec::new(),
-            conf_id: None,
+            trigger: trigger.name().to_string(),
+            dns: (customer.dn.clone(), agent.dn.clone()),
+            extensions,
+            conf_id,
+            dest,
+            connection_id: Some(c.conn_id.clone()),
         };
-        match self.roles.start(now, request) {
+        let result = self.roles.start(now, request);
+        self.pull_roles();
+        match result {
             Ok(session) => {
                 self.counters.recordings_started += 1;
-                self.recorded.insert(call, Recorded { session, customer_is_caller: decision.customer_is_caller });
+                let conf_id = self.roles.conf_id(session).map(|c| c.to_string()).unwrap_or_default();
+                if let Some(c) = self.calls.get_mut(&h) {
+                    c.recording = Some(Recorded { session, customer_is_caller, trigger, paused: false, conf_id: conf_id.clone() });
+                    c.pending_route = None;
+                }
+                Ok(conf_id)
             }
             Err(e) => {
                 self.counters.recordings_failed += 1;
-                tracing::warn!(%call_id, error = %e, "recording did not start");
+                Err(StartError::Role(e))
             }
+        }
+    }
+
+    /// Queues the events about call `h` for every client registered on one of its DNs.
+    fn notify_call(&mut self, h: CallHandle, note: CallNote) {
+        if let Some(c) = self.calls.get(&h) {
+            let evs = call_events(&self.regs, c, note);
+            self.out.extend(evs);
         }
     }
 }
 
+/// Events about a call for every client registered on one of its DNs: ThisDN is the
+/// registered DN, OtherDN the other party's.
+fn call_events(regs: &Registrations, c: &LiveCall, note: CallNote) -> Vec<Output> {
+    let caller = c.caller.dn.as_deref();
+    let callee = c.callee.dn.as_deref();
+    let mut pairs = vec![(caller, callee)];
+    if callee != caller {
+        pairs.push((callee, caller));
+    }
+    let mut out = Vec::new();
+    for (this, other) in pairs {
+        let Some(this) = this else { continue };
+        for client in regs.clients(this) {
+            let (connection_id, this_dn, other_dn) =
+                (c.conn_id.clone(), this.to_string(), other.unwrap_or_default().to_string());
+            let event = match note {
+                CallNote::Ringing => Event::EventRinging { connection_id, this_dn, other_dn },
+                CallNote::Established => Event::EventEstablished { connection_id, this_dn, other_dn },
+                CallNote::Released => Event::EventReleased { connection_id, this_dn, other_dn },
+            };
+            out.push(Output::Cti { client, event });
+        }
+    }
+    out
+}
+
+#[derive(Clone, Copy)]
+enum CallNote {
+    Ringing,
+    Established,
+    Released,
+}
+
 /// (customer, agent) from (caller, callee).
-fn sides(customer_is_caller: bool, caller: Party, callee: Party) -> (Party, Party) {
+fn sides<'a>(customer_is_caller: bool, caller: &'a Party, callee: &'a Party) -> (&'a Party, &'a Party) {
     if customer_is_caller {
         (caller, callee)
     } else {
@@ -241,3 +497,8 @@ fn sides(customer_is_caller: bool, caller: Party, callee: Party) -> (Party, Part
 fn view(p: &Party) -> PartyView<'_> {
     PartyView { dn: p.dn.as_deref(), sip_addr: p.sip_addr }
 }
+
+mod cti;
+
+#[cfg(test)]
+mod tests;

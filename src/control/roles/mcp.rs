@@ -4,7 +4,7 @@
 //! Whatever it cannot do is answered with a 4xx (SIP status or MSML result), never a panic.
 
 use super::{
-    host_of, sdp_body, RoleOutput, Transmit, HDR_AGENT_DN, HDR_CALL_ID, HDR_CUSTOMER_DN,
+    host_of, sdp_body, RoleOutput, Transmit, HDR_AGENT_DN, HDR_CALL_ID, HDR_CONNECTION_ID, HDR_CUSTOMER_DN,
     HDR_EXTENSION_PREFIX, HDR_TRIGGER, MSML_CONTENT_TYPE,
 };
 use crate::control::msml::{MsmlRequest, MsmlResult};
@@ -461,6 +461,9 @@ fn sidecar_fields(msg: &SipMessage, ruri: &RequestUri, writer: u16) -> Map<Strin
     dns.insert("agent".into(), text(HDR_AGENT_DN));
     m.insert("dns".into(), Value::Object(dns));
     m.insert("trigger".into(), text(HDR_TRIGGER));
+    if let Some(c) = msg.header(HDR_CONNECTION_ID) {
+        m.insert("connection_id".into(), Value::String(c.trim().to_string()));
+    }
     m.insert("extensions".into(), Value::Object(extensions));
     m.insert("mcp".into(), Value::from(writer));
     m

@@ -9,7 +9,7 @@
 //!
 //! Session data the MCP needs for the sidecar rides in the INVITE as headers:
 //! `X-Callrec-Call-ID` (one per Call-ID), `X-Callrec-Trigger`, `X-Callrec-Customer-DN`,
-//! `X-Callrec-Agent-DN`, and each CTI extension as `X-Genesys-<key>: <value>` (key bytes outside
+//! `X-Callrec-Agent-DN`, `X-Callrec-Connection-ID`, and each CTI extension as `X-Genesys-<key>: <value>` (key bytes outside
 //! the RFC 3261 token set are %-escaped; CR, LF and other controls in values become spaces).
 
 mod mcp;
@@ -43,6 +43,8 @@ pub const HDR_TRIGGER: &str = "X-Callrec-Trigger";
 pub const HDR_CUSTOMER_DN: &str = "X-Callrec-Customer-DN";
 /// Header carrying the agent side's DN.
 pub const HDR_AGENT_DN: &str = "X-Callrec-Agent-DN";
+/// Header carrying the recorded call's CTI ConnectionID.
+pub const HDR_CONNECTION_ID: &str = "X-Callrec-Connection-ID";
 /// Prefix of the headers carrying CTI extension key-value pairs.
 pub const HDR_EXTENSION_PREFIX: &str = "X-Genesys-";
 /// Content type of MSML bodies.
@@ -71,6 +73,12 @@ pub struct RecordRequest {
     pub extensions: Vec<(String, String)>,
     /// A caller-chosen conf-id; one is generated when `None`.
     pub conf_id: Option<String>,
+    /// Where the file goes: a path ending in `.wav` is the file itself, anything else a
+    /// directory that gets `<conf-id>.wav`; the sidecar goes beside it (`.json`).
+    /// `<out_dir>/<conf-id>.wav` when `None`.
+    pub dest: Option<PathBuf>,
+    /// The recorded call's CTI ConnectionID, for the sidecar.
+    pub connection_id: Option<String>,
 }
 
 /// Addresses and settings of the three roles.

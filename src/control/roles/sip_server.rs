@@ -4,7 +4,7 @@
 
 use super::{
     escape_token, header_safe, sdp_body, RecordRequest, RoleError, RolesConfig, SessionId,
-    Transmit, HDR_AGENT_DN, HDR_CALL_ID, HDR_CUSTOMER_DN, HDR_EXTENSION_PREFIX, HDR_TRIGGER,
+    Transmit, HDR_AGENT_DN, HDR_CALL_ID, HDR_CONNECTION_ID, HDR_CUSTOMER_DN, HDR_EXTENSION_PREFIX, HDR_TRIGGER,
     MSML_CONTENT_TYPE,
 };
 use crate::control::msml::{MsmlRequest, MsmlResult};
@@ -103,6 +103,8 @@ struct Session {
     error: Option<RoleError>,
     customer: MediaDescription,
     agent: MediaDescription,
+    /// Where the MCP is asked to write the file (`<dialogstart>` dest).
+    wav_path: PathBuf,
 }
 
 /// The SIP Server role. Sans-IO: operations and [`handle`](Self::handle) queue messages,
@@ -180,7 +182,14 @@ impl SipServerRole {
         let id = SessionId(self.next_session);
         self.next_session = self.next_session.wrapping_add(1);
         let branch = self.branch();
+        let file = format!("{conf_id}.wav");
+        let wav_path = match &req.dest {
+            Some(p) if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("wav")) => p.clone(),
+            Some(dir) => dir.join(file),
+            None => self.out_dir.join(file),
+        };
         let session = Session {
+            wav_path,
             invite_branch: branch.clone(),
             call_id: format!("{conf_id}-{:x}@{}", id.0, super::host_of(&self.addr)),
             local_tag: format!("ss{:x}", id.0),
@@ -215,6 +224,9 @@ impl SipServerRole {
         }
         if let Some(dn) = &req.dns.1 {
             b = b.header(HDR_AGENT_DN, &header_safe(dn));
+        }
+        if let Some(c) = &req.connection_id {
+            b = b.header(HDR_CONNECTION_ID, &header_safe(c));
         }
         for (k, v) in &req.extensions {
             b = b.header(
@@ -492,7 +504,6 @@ impl SipServerRole {
         let branch = self.branch();
         let local = self.local_uri();
         let addr = self.addr.clone();
-        let out_dir = self.out_dir.clone();
         let format = self.format;
         let Some(s) = self.sessions.get_mut(&id) else {
             return Err(RoleError::UnknownSession(id));
@@ -500,10 +511,7 @@ impl SipServerRole {
         let conf_id = s.conf_id.clone();
         let request = match op {
             Op::Start => MsmlRequest::Start {
-                dest: format!(
-                    "file://{}",
-                    out_dir.join(format!("{conf_id}.wav")).display()
-                ),
+                dest: format!("file://{}", s.wav_path.display()),
                 format: record_format(format, s.customer.codec(), s.agent.codec()).to_string(),
                 conf_id,
             },

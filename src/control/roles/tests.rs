@@ -53,6 +53,8 @@ fn request(dn: &str, call: &str) -> RecordRequest {
         dns: (Some("5551000".into()), Some(dn.into())),
         extensions: vec![("id".into(), "rec-1".into())],
         conf_id: None,
+        dest: None,
+        connection_id: None,
     }
 }
 
