@@ -30,6 +30,9 @@ enum Command {
         #[arg(long)]
         writers: Option<usize>,
     },
+    /// Talk to a running callrec's CTI server: register DNs, list calls, watch events,
+    /// start/pause/resume/stop recordings, route calls.
+    Ctl(callrec::cti::ctl::CtlArgs),
 }
 
 /// Trigger and output options shared by every mode.
@@ -93,6 +96,7 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e.to_string()),
             }
         }
+        Command::Ctl(args) => callrec::cti::ctl::run(args),
     }
 }
 

@@ -2,3 +2,6 @@
 //! strategies trigger, pause, resume and stop recordings (design section 3).
 
 pub mod protocol;
+pub mod ctl;
+pub mod line;
+pub mod server;
