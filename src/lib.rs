@@ -7,4 +7,5 @@ pub mod control;
 pub mod cti;
 pub mod dataplane;
 pub mod replay;
+pub mod run;
 pub mod trace;

@@ -1,10 +1,12 @@
 //! The `callrec` command line.
 
 use callrec::config::Config;
-use callrec::dataplane::RecordingOptions;
-use callrec::replay::{self, ReplayOptions, ReplaySummary};
+use callrec::dataplane::{RecordingOptions, Summary};
+use callrec::replay::{self, ReplayOptions};
+use callrec::run::{self, PortSpec, RunOptions};
 use callrec_pipeline::writer::OutputFormat;
 use clap::{Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -21,14 +23,20 @@ enum Command {
     Replay {
         /// The capture file.
         capture: PathBuf,
-        /// Output directory for `<conf-id>.wav` and `<conf-id>.json`.
-        #[arg(long)]
-        out: PathBuf,
         #[command(flatten)]
         rec: RecordingArgs,
-        /// Number of writer threads (default: one per spare core).
-        #[arg(long)]
-        writers: Option<usize>,
+    },
+    /// Run: read a port, serve CTI clients, record until SIGINT/SIGTERM or the end of a
+    /// capture port; every open recording is finalized on the way out.
+    Run {
+        /// Where packets come from: `pcap:FILE` (released at capture pace).
+        #[arg(long, value_name = "SPEC")]
+        port: PortSpec,
+        /// Listen for CTI (T-Library style JSON lines) clients here, e.g. 127.0.0.1:3000.
+        #[arg(long, value_name = "ADDR")]
+        cti: Option<SocketAddr>,
+        #[command(flatten)]
+        rec: RecordingArgs,
     },
     /// Talk to a running callrec's CTI server: register DNs, list calls, watch events,
     /// start/pause/resume/stop recordings, route calls.
@@ -38,7 +46,10 @@ enum Command {
 /// Trigger and output options shared by every mode.
 #[derive(clap::Args)]
 struct RecordingArgs {
-    /// TOML configuration (Extension/Trunk DNs, SIP ports, resource manager).
+    /// Output directory for `<conf-id>.wav` and `<conf-id>.json`.
+    #[arg(long)]
+    out: PathBuf,
+    /// TOML configuration (Extension/Trunk DNs, agents, SIP ports, resource manager, CTI).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Record calls of this Extension DN (repeatable).
@@ -50,6 +61,30 @@ struct RecordingArgs {
     /// Write every SIP/MSML message between the recording roles to this file.
     #[arg(long = "sip-trace", value_name = "FILE")]
     sip_trace: Option<PathBuf>,
+    /// Number of writer threads (default: one per spare core).
+    #[arg(long)]
+    writers: Option<usize>,
+}
+
+impl RecordingArgs {
+    fn options(self) -> Result<RecordingOptions, String> {
+        let mut config = match &self.config {
+            Some(p) => Config::load(p).map_err(|e| e.to_string())?,
+            None => Config::default(),
+        };
+        config.add_recorded_dns(&self.record_dn);
+        Ok(RecordingOptions {
+            out: self.out,
+            config,
+            format: match self.format {
+                Format::G711 => OutputFormat::G711,
+                Format::Pcm16 => OutputFormat::Pcm16,
+            },
+            sip_trace: self.sip_trace,
+            writers: self.writers.unwrap_or_else(default_writers),
+            conf_id_prefix: conf_id_prefix(),
+        })
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -69,28 +104,32 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Replay { capture, out, rec, writers } => {
-            let config = match load_config(&rec) {
-                Ok(c) => c,
+        Command::Replay { capture, rec } => {
+            let rec = match rec.options() {
+                Ok(r) => r,
                 Err(msg) => return fail(&msg),
             };
-            let opts = ReplayOptions {
-                capture,
-                rec: RecordingOptions {
-                    out: out.clone(),
-                    config,
-                    format: match rec.format {
-                        Format::G711 => OutputFormat::G711,
-                        Format::Pcm16 => OutputFormat::Pcm16,
-                    },
-                    sip_trace: rec.sip_trace,
-                    writers: writers.unwrap_or_else(default_writers),
-                    conf_id_prefix: conf_id_prefix(),
-                },
+            let out = rec.out.clone();
+            match replay::run(ReplayOptions { capture, rec }) {
+                Ok(s) => {
+                    print_summary(&s.run, s.truncated.as_deref(), s.wall, &out);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e.to_string()),
+            }
+        }
+        Command::Run { port, cti, rec } => {
+            let rec = match rec.options() {
+                Ok(r) => r,
+                Err(msg) => return fail(&msg),
             };
-            match replay::run(opts) {
-                Ok(summary) => {
-                    print_summary(&summary, &out);
+            let out = rec.out.clone();
+            match run::run(RunOptions { port, cti, rec }) {
+                Ok(s) => {
+                    if s.interrupted {
+                        println!("stopped by signal; every open recording finalized");
+                    }
+                    print_summary(&s.run, s.truncated.as_deref(), s.wall, &out);
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(&e.to_string()),
@@ -98,15 +137,6 @@ fn main() -> ExitCode {
         }
         Command::Ctl(args) => callrec::cti::ctl::run(args),
     }
-}
-
-fn load_config(rec: &RecordingArgs) -> Result<Config, String> {
-    let mut cfg = match &rec.config {
-        Some(p) => Config::load(p).map_err(|e| e.to_string())?,
-        None => Config::default(),
-    };
-    cfg.add_recorded_dns(&rec.record_dn);
-    Ok(cfg)
 }
 
 /// One writer per core left after the reader thread, at least one.
@@ -126,12 +156,12 @@ fn fail(msg: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn print_summary(s: &ReplaySummary, out: &std::path::Path) {
-    let p = &s.run.packets;
-    let c = &s.run.control;
-    let w = &s.run.writers;
-    let secs = s.wall.as_secs_f64().max(1e-9);
-    if let Some(t) = &s.truncated {
+fn print_summary(s: &Summary, truncated: Option<&str>, wall: std::time::Duration, out: &std::path::Path) {
+    let p = &s.packets;
+    let c = &s.control;
+    let w = &s.writers;
+    let secs = wall.as_secs_f64().max(1e-9);
+    if let Some(t) = truncated {
         eprintln!("callrec: warning: truncated capture: {t}");
     }
     println!(
