@@ -1,6 +1,8 @@
 //! Block walking over hand-built TPACKET_V3 blocks, and option checks.
 
+use super::block::*;
 use super::*;
+use crate::Timestamp;
 
 /// A block with the given packets: (sec, nsec, mac offset, net offset, bytes).
 fn block(pkts: &[(u32, u32, u16, u16, &[u8])], size: usize) -> Vec<u8> {
