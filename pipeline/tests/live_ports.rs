@@ -425,7 +425,10 @@ fn tap_attaches_to_an_existing_persistent_tap_and_leaves_it() {
     let created = in_netns(&a, || TapPort::open("ptap").map(|p| p.created()))
         .join()
         .expect("thread");
-    assert!(!created.expect("attach"), "the TAP existed, so the port attached");
+    assert!(
+        !created.expect("attach"),
+        "the TAP existed, so the port attached"
+    );
     run(&["ip", "-n", &a, "link", "show", "ptap"]).expect("persistent TAP still there");
     let e = in_netns(&a, || TapPort::open("va").map(|_| ()))
         .join()
@@ -485,4 +488,58 @@ fn ports_without_capabilities_say_how_to_get_them() {
     );
     let tap = tap.unwrap_err();
     assert!(matches!(tap, TapError::Permission { .. }), "{tap:?}");
+}
+
+#[test]
+fn af_packet_on_loopback_sees_each_packet_once_as_ethernet() {
+    if !can_run() {
+        return;
+    }
+    let pair = Pair::new();
+    let start = now_ns();
+    let n = 200u32;
+    let got = in_netns(&pair.a, move || {
+        let mut port = AfPacketPort::open("lo", AfPacketOptions::default()).expect("open lo");
+        assert_eq!(port.link(), LinkType::Ethernet);
+        // Loopback within the test namespace: 192.0.2.1 is local there.
+        let sink = UdpSocket::bind(SocketAddrV4::new(A_IP, PORT)).expect("bind sink");
+        let src = UdpSocket::bind(SocketAddrV4::new(A_IP, 0)).expect("bind source");
+        let mut reasm = Ipv4Reassembler::default();
+        let mut got = Vec::new();
+        let end = Instant::now() + CAPTURE_LIMIT;
+        let mut sent = 0u32;
+        while Instant::now() < end {
+            if sent < n {
+                src.send_to(&payload(sent), sink.local_addr().expect("addr"))
+                    .expect("send");
+                sent += 1;
+            }
+            for f in port.rx_burst(Duration::from_millis(5)).iter() {
+                let Parsed::Udp(d) = parse_frame(f, &mut reasm) else {
+                    continue;
+                };
+                if d.dst.port() == PORT && d.payload.starts_with(MAGIC) {
+                    let seq: u32 = std::str::from_utf8(&d.payload[MAGIC.len()..MAGIC.len() + 6])
+                        .expect("digits")
+                        .parse()
+                        .expect("seq");
+                    assert_eq!(d.payload, &payload(seq)[..]);
+                    got.push((seq, f.ts.0));
+                }
+            }
+            // Done once everything sent arrived and a further quiet burst brought no copy.
+            if sent == n && got.len() as u32 >= n {
+                for f in port.rx_burst(Duration::from_millis(100)).iter() {
+                    if let Parsed::Udp(d) = parse_frame(f, &mut reasm) {
+                        assert!(d.dst.port() != PORT, "a datagram was delivered twice");
+                    }
+                }
+                break;
+            }
+        }
+        got
+    })
+    .join()
+    .expect("capture thread");
+    check_all(&got, n, (start, now_ns()));
 }

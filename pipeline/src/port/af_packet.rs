@@ -443,8 +443,8 @@ impl AfPacketPort {
                     {
                         return;
                     }
-                    let block: &'a [u8] = self.block(self.cur);
-                    let w = start_walk(block);
+                    // SAFETY: the status says user space owns the block; it is only used here.
+                    let w = start_walk(unsafe { self.block(self.cur) });
                     if w.is_none() {
                         self.stats.bad_headers += 1;
                     }
@@ -461,7 +461,11 @@ impl AfPacketPort {
                 self.walk = Some(walk);
                 return;
             }
-            let block: &'a [u8] = self.block(self.cur);
+            // SAFETY: the block is user-owned (its walk started after the status said so) and
+            // is handed back only by `release_delivered`, at the next `rx_burst`: after every
+            // frame of this burst is gone, since the burst borrows the port mutably. The
+            // mapping outlives the frames because the port owns it.
+            let block: &'a [u8] = unsafe { self.block(self.cur) };
             match packet_at(block, walk.next, self.link, self.from_network) {
                 Some((frame, next)) => {
                     // Cannot fail: fullness was checked above.
@@ -487,12 +491,14 @@ impl AfPacketPort {
         }
     }
 
-    /// Block `b` as bytes, for a block user space owns (status had TP_STATUS_USER).
-    fn block<'a>(&self, b: usize) -> &'a [u8] {
-        // SAFETY: block `b` is inside the mapping and owned by user space: the kernel does not
-        // write it until `release_delivered` hands it back, which only runs at the next
-        // `rx_burst`, i.e. after every frame borrowed from it (bounded by the `&mut self` of
-        // `rx_burst`) is gone. The mapping outlives those borrows because the port owns it.
+    /// Block `b` as bytes.
+    ///
+    /// # Safety
+    /// Block `b` must be owned by user space (its status had TP_STATUS_USER), and the slice must
+    /// not be used after the block is handed back or the port is dropped.
+    unsafe fn block<'a>(&self, b: usize) -> &'a [u8] {
+        // SAFETY: `b < block_count`, so the block lies inside the mapping; the kernel does not
+        // write a user-owned block (the caller's contract).
         unsafe {
             std::slice::from_raw_parts(self.ring.base.add(b * self.block_size), self.block_size)
         }
