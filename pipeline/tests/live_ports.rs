@@ -21,6 +21,39 @@ use callrec_pipeline::port::af_packet::{AfPacketError, AfPacketOptions, AfPacket
 use callrec_pipeline::port::tap::{TapError, TapPort};
 use callrec_pipeline::port::{Frame, LinkType};
 
+/// Counts allocations made by the current thread, to show rx bursts make none.
+struct CountingAlloc;
+
+thread_local! {
+    static ALLOCS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+// SAFETY: forwards to the system allocator unchanged; the counter is a const-initialised
+// thread local (no allocation, no destructor), so counting cannot recurse.
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
+        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+        // SAFETY: same contract as ours.
+        unsafe { std::alloc::System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: std::alloc::Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { std::alloc::System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: std::alloc::Layout, n: usize) -> *mut u8 {
+        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+        // SAFETY: same contract as ours.
+        unsafe { std::alloc::System.realloc(p, l, n) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+fn allocs() -> u64 {
+    ALLOCS.with(|c| c.get())
+}
+
 const A_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 const B_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 const PORT: u16 = 40000;
@@ -220,9 +253,12 @@ fn af_packet_capture(
         ready.send(()).expect("ready");
         let mut reasm = Ipv4Reassembler::default();
         let mut got = Vec::new();
+        let mut rx_allocs = 0;
         let end = Instant::now() + CAPTURE_LIMIT;
         while (got.len() as u32) < n && Instant::now() < end {
+            let before = allocs();
             let burst = port.rx_burst(Duration::from_millis(50));
+            rx_allocs += allocs() - before;
             assert!(burst.len() <= callrec_pipeline::port::BURST);
             for f in burst.iter() {
                 if let Some(seq) = our_datagram(f, &mut reasm) {
@@ -232,6 +268,7 @@ fn af_packet_capture(
         }
         let stats = port.stats();
         assert_eq!(stats.bad_headers, 0);
+        assert_eq!(rx_allocs, 0, "rx_burst allocated");
         (got, stats.drops)
     })
 }
@@ -367,9 +404,13 @@ fn tap_captures_traffic_mirrored_by_tc() {
         tx.send(port.created()).expect("ready");
         let mut reasm = Ipv4Reassembler::default();
         let mut got = Vec::new();
+        let mut rx_allocs = 0;
         let end = Instant::now() + CAPTURE_LIMIT;
         while (got.len() as u32) < n && Instant::now() < end {
-            for f in port.rx_burst(Duration::from_millis(50)).iter() {
+            let before = allocs();
+            let burst = port.rx_burst(Duration::from_millis(50));
+            rx_allocs += allocs() - before;
+            for f in burst.iter() {
                 assert_eq!(f.link, LinkType::Ethernet);
                 if let Some(seq) = our_datagram(f, &mut reasm) {
                     got.push((seq, f.ts.0));
@@ -377,6 +418,7 @@ fn tap_captures_traffic_mirrored_by_tc() {
             }
         }
         let stats = port.stats();
+        assert_eq!(rx_allocs, 0, "rx_burst allocated");
         assert_eq!(stats.truncated, 0);
         assert!(stats.packets >= got.len() as u64);
         got
