@@ -38,7 +38,9 @@ const BLOCK_TIMEOUT_MS: u32 = 10;
 /// Ring geometry and membership of an [`AfPacketPort`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AfPacketOptions {
-    /// Join this fanout group (flow-hash load sharing among ports with the same id).
+    /// Join this fanout group (flow-hash load sharing among ports with the same id). Ids are
+    /// shared by every process in the network namespace: pick one per callrec instance (e.g.
+    /// derived from the process id) so two instances on one interface do not split traffic.
     pub fanout_group: Option<u16>,
     /// Bytes per ring block: a multiple of the page size.
     pub block_size: u32,
@@ -241,8 +243,12 @@ pub(crate) fn check_options(o: &AfPacketOptions, page: usize) -> Result<(), Stri
     if o.block_count == 0 {
         return Err("the ring needs at least one block".into());
     }
-    if (bs as u64) * (o.block_count as u64) > (isize::MAX as u64) / 2 {
-        return Err("the ring is larger than the address space".into());
+    let total = bs as u64 * o.block_count as u64;
+    if total > u32::MAX as u64 {
+        return Err(format!(
+            "a ring of {} MiB is past the kernel's 4 GiB limit; use fewer or smaller blocks",
+            total >> 20
+        ));
     }
     Ok(())
 }
@@ -307,6 +313,7 @@ impl AfPacketPort {
             tp_block_size: opts.block_size,
             tp_block_nr: opts.block_count,
             tp_frame_size: opts.frame_size,
+            // Cannot overflow: the whole ring fits in u32 (checked above), frames are smaller.
             tp_frame_nr: (opts.block_size / opts.frame_size) * opts.block_count,
             tp_retire_blk_tov: BLOCK_TIMEOUT_MS,
             tp_sizeof_priv: 0,

@@ -120,6 +120,23 @@ fn options_are_checked_with_a_reason() {
     })
     .contains("larger than the block"));
     assert!(bad(AfPacketOptions {
+        block_size: 1 << 30,
+        block_count: 4,
+        ..ok
+    })
+    .contains("4 GiB limit"));
+    assert_eq!(
+        check_options(
+            &AfPacketOptions {
+                block_size: 1 << 30,
+                block_count: 3,
+                ..ok
+            },
+            4096
+        ),
+        Ok(())
+    );
+    assert!(bad(AfPacketOptions {
         block_count: 0,
         ..ok
     })
