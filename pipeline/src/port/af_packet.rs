@@ -16,8 +16,9 @@
 //! loopback each packet would show up twice (sent and received), so sent copies are ignored.
 //! VLAN tags stripped by the NIC are not put back.
 //!
-//! Why by hand over libc: the crates that wrap AF_PACKET either copy each packet out or predate
-//! TPACKET_V3; the ring protocol is a few fields and one status word per block.
+//! Why by hand over libc: the kept crates' nearest tool, smoltcp's `phy::RawSocket`, reads one
+//! frame per system call into a freshly allocated buffer, with no ring and no fanout; the
+//! TPACKET_V3 ring protocol is a few header fields and one status word per block.
 
 use std::ffi::CString;
 use std::io;

@@ -10,6 +10,9 @@
 //! Frames are read with `read()` into a buffer of [`BURST`] slots allocated once, so a burst
 //! allocates nothing; each frame is stamped with CLOCK_REALTIME when read (a TAP has no capture
 //! timestamp of its own). Frames longer than a slot (64 KiB) are truncated and counted.
+//!
+//! Why by hand over libc: smoltcp's `phy::TunTapInterface` (a kept crate) allocates a buffer per
+//! frame and reads one frame per call; here a burst reuses the port's slots.
 
 use std::ffi::CString;
 use std::io;
