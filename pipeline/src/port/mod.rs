@@ -1,6 +1,8 @@
 //! Ports: where frames come from. Each delivers bursts of frames with their capture time.
 
+pub mod af_packet;
 pub mod pcap;
+pub mod tap;
 
 use crate::Timestamp;
 

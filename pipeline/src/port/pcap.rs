@@ -84,7 +84,7 @@ pub fn link_type_from_pcap(linktype: u32) -> Option<LinkType> {
 
 /// Up to [`BURST`] frames borrowed from the port; empty at end of stream.
 pub struct Burst<'a> {
-    frames: heapless::Vec<Frame<'a>, BURST>,
+    pub(super) frames: heapless::Vec<Frame<'a>, BURST>,
 }
 
 impl<'a> Burst<'a> {
