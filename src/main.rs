@@ -29,7 +29,8 @@ enum Command {
     /// Run: read a port, serve CTI clients, record until SIGINT/SIGTERM or the end of a
     /// capture port; every open recording is finalized on the way out.
     Run {
-        /// Where packets come from: `pcap:FILE` (released at capture pace).
+        /// Where packets come from: `pcap:FILE` (released at capture pace), `af_packet:IFACE`
+        /// (mirror port, promiscuous) or `tap:NAME` (TAP device; created if missing).
         #[arg(long, value_name = "SPEC")]
         port: PortSpec,
         /// Listen for CTI (T-Library style JSON lines) clients here, e.g. 127.0.0.1:3000.

@@ -1,7 +1,7 @@
 //! `callrec run`: the long-running mode. Reads a port, serves CTI clients, records until
 //! SIGINT/SIGTERM (or the end of a capture port), then finalizes every open recording.
 //!
-//! `pcap:FILE` releases each packet at its capture time (relative to the first), so a capture
+//! `af_packet:IFACE` and `tap:NAME` are live ports on the wall clock. `pcap:FILE` releases each packet at its capture time (relative to the first), so a capture
 //! behaves like a live link and CTI requests land mid-call. Time inside the control core is
 //! the capture clock: a CTI request is stamped with the capture time the link has reached.
 
@@ -9,7 +9,9 @@ use crate::control::core::CtiClient;
 use crate::cti::protocol::Event;
 use crate::cti::server::{CtiInput, CtiServer};
 use crate::dataplane::{CtiSink, Dataplane, RecordingOptions, SetupError, Summary};
-use callrec_pipeline::port::pcap::{CaptureFile, PortError};
+use callrec_pipeline::port::af_packet::{AfPacketError, AfPacketOptions, AfPacketPort};
+use callrec_pipeline::port::pcap::{Burst, CaptureFile, PortError};
+use callrec_pipeline::port::tap::{TapError, TapPort};
 use callrec_pipeline::Timestamp;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,18 +24,23 @@ use std::time::{Duration, Instant};
 pub enum PortSpec {
     /// `pcap:FILE`: a capture file read at capture pace.
     Pcap(PathBuf),
+    /// `af_packet:IFACE`: a TPACKET_V3 ring on an interface (mirror/SPAN port), promiscuous.
+    AfPacket(String),
+    /// `tap:NAME`: a TAP device (created if missing); what the kernel sends into it is read.
+    Tap(String),
 }
 
 impl std::str::FromStr for PortSpec {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        if let Some(path) = s.strip_prefix("pcap:").filter(|p| !p.is_empty()) {
-            return Ok(PortSpec::Pcap(PathBuf::from(path)));
+        let (kind, arg) = s.split_once(':').unwrap_or((s, ""));
+        match (kind, arg) {
+            ("pcap", f) if !f.is_empty() => Ok(PortSpec::Pcap(PathBuf::from(f))),
+            ("af_packet", i) if !i.is_empty() => Ok(PortSpec::AfPacket(i.to_string())),
+            ("tap", n) if !n.is_empty() => Ok(PortSpec::Tap(n.to_string())),
+            ("dpdk", _) => Err("port dpdk is not available yet: use pcap:FILE, af_packet:IFACE or tap:NAME".into()),
+            _ => Err(format!("unknown port {s:?}: expected pcap:FILE, af_packet:IFACE or tap:NAME")),
         }
-        if s == "dpdk" || s.starts_with("af_packet:") || s.starts_with("tap:") {
-            return Err(format!("port {s} is not available yet: this build reads pcap:FILE only"));
-        }
-        Err(format!("unknown port {s:?}: expected pcap:FILE"))
     }
 }
 
@@ -53,6 +60,12 @@ pub enum RunError {
     /// The port could not be opened.
     #[error("{0}")]
     Port(#[from] PortError),
+    /// The AF_PACKET port could not be opened.
+    #[error("{0}")]
+    AfPacket(#[from] AfPacketError),
+    /// The TAP port could not be opened.
+    #[error("{0}")]
+    Tap(#[from] TapError),
     /// The pipeline could not be set up.
     #[error("{0}")]
     Setup(#[from] SetupError),
@@ -102,18 +115,40 @@ pub fn run(opts: RunOptions) -> Result<RunSummary, RunError> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(RunError::Signals)?;
     }
-    let PortSpec::Pcap(path) = &opts.port;
-    let mut port = CaptureFile::open(path)?;
     let server = match opts.cti {
         Some(addr) => Some(CtiServer::bind(addr).map_err(|err| RunError::Cti { addr, err })?),
         None => None,
     };
-    if let Some(s) = &server {
-        tracing::info!(addr = %s.local_addr(), "CTI server listening");
-    }
     let mut cti = Cti(server);
-    let mut dp = Dataplane::new(opts.rec)?;
+    let outcome = match &opts.port {
+        PortSpec::Pcap(path) => {
+            let mut port = CaptureFile::open(path)?;
+            if let Some(s) = &cti.0 {
+                tracing::info!(addr = %s.local_addr(), "CTI server listening");
+            }
+            let mut dp = Dataplane::new(opts.rec)?;
+            let end = run_capture(&mut port, &mut dp, &mut cti, &stop);
+            (dp.finish(end, &mut cti), port.truncated())
+        }
+        PortSpec::AfPacket(iface) => {
+            let mut port = AfPacketPort::open(iface, AfPacketOptions::default())?;
+            let mut dp = Dataplane::new(opts.rec)?;
+            let end = run_live(&mut port, &mut dp, &mut cti, &stop);
+            (dp.finish(end, &mut cti), None)
+        }
+        PortSpec::Tap(name) => {
+            let mut port = TapPort::open(name)?;
+            let mut dp = Dataplane::new(opts.rec)?;
+            let end = run_live(&mut port, &mut dp, &mut cti, &stop);
+            (dp.finish(end, &mut cti), None)
+        }
+    };
+    let (summary, truncated) = outcome;
+    Ok(RunSummary { run: summary, truncated, interrupted: stop.load(Ordering::Relaxed), wall: started.elapsed() })
+}
 
+/// A capture file at capture pace; returns the capture time the link reached.
+fn run_capture(port: &mut CaptureFile, dp: &mut Dataplane, cti: &mut Cti, stop: &AtomicBool) -> Timestamp {
     // The capture clock is pinned to the wall clock at the first packet.
     let mut origin: Option<(Timestamp, Instant)> = None;
     let mut last_ts = Timestamp::default();
@@ -132,24 +167,59 @@ pub fn run(opts: RunOptions) -> Result<RunSummary, RunError> {
                 }
                 let now = Instant::now();
                 let link_now = Timestamp(t0.0 + now.duration_since(w0).as_nanos() as u64).max(last_ts);
-                serve_cti(&mut dp, &mut cti, link_now, Duration::ZERO);
+                serve_cti(dp, cti, link_now, Duration::ZERO);
                 if now >= due {
                     break;
                 }
-                serve_cti(&mut dp, &mut cti, link_now, (due - now).min(POLL));
+                serve_cti(dp, cti, link_now, (due - now).min(POLL));
             }
             last_ts = frame.ts;
-            dp.frame(frame, &mut cti);
+            dp.frame(frame, cti);
         }
-        dp.tick(last_ts, &mut cti);
+        dp.tick(last_ts, cti);
     }
-    let interrupted = stop.load(Ordering::Relaxed);
-    let end = match origin {
-        Some((t0, w0)) if interrupted => Timestamp(t0.0 + w0.elapsed().as_nanos() as u64).max(last_ts),
+    match origin {
+        Some((t0, w0)) if stop.load(Ordering::Relaxed) => Timestamp(t0.0 + w0.elapsed().as_nanos() as u64).max(last_ts),
         _ => last_ts,
-    };
-    let summary = dp.finish(end, &mut cti);
-    Ok(RunSummary { run: summary, truncated: port.truncated(), interrupted, wall: started.elapsed() })
+    }
+}
+
+/// A live port until a signal; the clock is the wall clock (packets carry kernel receive
+/// times). Returns the time of the stop.
+fn run_live<P: LivePort>(port: &mut P, dp: &mut Dataplane, cti: &mut Cti, stop: &AtomicBool) -> Timestamp {
+    while !stop.load(Ordering::Relaxed) {
+        let burst = port.rx_burst(POLL);
+        for frame in burst.iter() {
+            dp.frame(frame, cti);
+        }
+        drop(burst);
+        let now = wall_now();
+        serve_cti(dp, cti, now, Duration::ZERO);
+        dp.tick(now, cti);
+    }
+    wall_now()
+}
+
+/// A port that never ends: an empty burst only means nothing arrived in time.
+trait LivePort {
+    fn rx_burst(&mut self, timeout: Duration) -> Burst<'_>;
+}
+
+impl LivePort for AfPacketPort {
+    fn rx_burst(&mut self, timeout: Duration) -> Burst<'_> {
+        AfPacketPort::rx_burst(self, timeout)
+    }
+}
+
+impl LivePort for TapPort {
+    fn rx_burst(&mut self, timeout: Duration) -> Burst<'_> {
+        TapPort::rx_burst(self, timeout)
+    }
+}
+
+fn wall_now() -> Timestamp {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    Timestamp(d.as_nanos() as u64)
 }
 
 /// Hands every pending CTI input to the control core, waiting up to `wait` for the first.
@@ -179,7 +249,9 @@ mod tests {
     fn port_specs() {
         assert_eq!("pcap:/tmp/x.pcap".parse::<PortSpec>(), Ok(PortSpec::Pcap("/tmp/x.pcap".into())));
         assert!("pcap:".parse::<PortSpec>().is_err());
-        assert!("af_packet:eth0".parse::<PortSpec>().unwrap_err().contains("not available yet"));
+        assert_eq!("af_packet:eth0".parse::<PortSpec>(), Ok(PortSpec::AfPacket("eth0".into())));
+        assert_eq!("tap:cr0".parse::<PortSpec>(), Ok(PortSpec::Tap("cr0".into())));
+        assert!("tap:".parse::<PortSpec>().is_err());
         assert!("dpdk".parse::<PortSpec>().unwrap_err().contains("not available yet"));
         assert!("eth0".parse::<PortSpec>().unwrap_err().contains("expected pcap:FILE"));
     }
