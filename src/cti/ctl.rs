@@ -7,6 +7,7 @@
 
 use super::protocol::{Event, KeyValues, Request, RequestLine};
 use clap::{Args, Subcommand, ValueEnum};
+use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::process::ExitCode;
@@ -186,6 +187,8 @@ struct Conn {
     reader: BufReader<TcpStream>,
     writer: TcpStream,
     next_ref: i64,
+    /// Events that arrived while waiting for an answer, kept for `print_events`.
+    skipped: VecDeque<String>,
 }
 
 impl Conn {
@@ -202,7 +205,7 @@ impl Conn {
                 Ok(s) => {
                     let io = |source| CtlError::Io { addr: addr.to_string(), source };
                     let writer = s.try_clone().map_err(io)?;
-                    return Ok(Conn { addr: addr.to_string(), timeout, secs, reader: BufReader::new(s), writer, next_ref: 1 });
+                    return Ok(Conn { addr: addr.to_string(), timeout, secs, reader: BufReader::new(s), writer, next_ref: 1, skipped: VecDeque::new() });
                 }
                 Err(e) => last = e,
             }
@@ -252,6 +255,7 @@ impl Conn {
         loop {
             let (ev, line) = self.next(Some(self.timeout))?;
             if answers(&ev) != Some(reference_id) {
+                self.skipped.push_back(line);
                 continue;
             }
             if let Event::EventError { error_message, .. } = ev {
@@ -270,7 +274,10 @@ impl Conn {
     fn print_events(&mut self, out: &mut dyn Write, count: Option<u64>) -> Result<(), CtlError> {
         let mut printed = 0u64;
         while count.is_none_or(|n| printed < n) {
-            let (_, line) = self.next(None)?;
+            let line = match self.skipped.pop_front() {
+                Some(line) => line,
+                None => self.next(None)?.1,
+            };
             print(out, &line)?;
             printed += 1;
         }

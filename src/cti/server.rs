@@ -93,7 +93,8 @@ enum Internal {
 /// The server's handle on one client.
 struct Client {
     id: u64,
-    out: SyncSender<Outgoing>,
+    /// None once retired: dropping it lets the writer finish what is queued and end.
+    out: Option<SyncSender<Outgoing>>,
     /// A clone of the socket, kept to shut it down (which wakes the blocked reader and writer).
     stream: TcpStream,
     reader: JoinHandle<()>,
@@ -109,8 +110,8 @@ impl Client {
         self.reader.is_finished() && self.writer.is_finished()
     }
 
-    fn join(self) {
-        drop(self.out);
+    fn join(mut self) {
+        drop(self.out.take());
         let _ = self.reader.join();
         let _ = self.writer.join();
     }
@@ -193,16 +194,16 @@ impl CtiServer {
     /// Queues `event` for `client` without blocking. A client whose queue is full is dropped
     /// (its `Gone` follows through `poll`); a client already gone is ignored.
     pub fn send(&mut self, client: CtiClient, event: &Event) {
-        let Some(c) = self.clients.get(&client.0) else { return };
-        match c.out.try_send(Outgoing::Line(event.to_line())) {
+        let Some(out) = self.clients.get(&client.0).and_then(|c| c.out.as_ref()) else { return };
+        match out.try_send(Outgoing::Line(event.to_line())) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 tracing::info!(client = client.0, "CTI client reads too slowly ({QUEUE_LEN} events waiting); dropping it");
                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                self.retire(client.0);
+                self.retire(client.0, true);
             }
-            // The writer ended (write error); the reader reports Gone.
-            Err(TrySendError::Disconnected(_)) => self.retire(client.0),
+            // The writer ended (write error) and shut the socket; the reader reports Gone.
+            Err(TrySendError::Disconnected(_)) => self.retire(client.0, false),
         }
     }
 
@@ -226,7 +227,8 @@ impl CtiServer {
             }
             Internal::Input(input) => {
                 if let CtiInput::Gone { client } = input {
-                    self.retire(client.0);
+                    // The reader closes the socket itself (after lingering, for a too-long line).
+                    self.retire(client.0, false);
                     self.reap();
                 }
                 Some(input)
@@ -234,10 +236,13 @@ impl CtiServer {
         }
     }
 
-    /// Stops sending to a client and shuts its socket; its threads end on their own.
-    fn retire(&mut self, id: u64) {
-        if let Some(c) = self.clients.remove(&id) {
-            c.shut();
+    /// Stops sending to a client, shutting its socket if `shut`; its threads end on their own.
+    fn retire(&mut self, id: u64, shut: bool) {
+        if let Some(mut c) = self.clients.remove(&id) {
+            if shut {
+                c.shut();
+            }
+            c.out = None;
             self.retired.push(c);
         }
     }
@@ -328,7 +333,7 @@ fn start_client(id: u64, stream: TcpStream, tx: Sender<Internal>, counters: Arc<
             read_loop(id, read_half, reader_out, tx, counters);
         }
     })?;
-    Ok(Started { client: Client { id, out, stream, reader, writer }, go })
+    Ok(Started { client: Client { id, out: Some(out), stream, reader, writer }, go })
 }
 
 /// Why a reader stopped.
@@ -359,11 +364,18 @@ fn read_loop(id: u64, stream: TcpStream, out: SyncSender<Outgoing>, tx: Sender<I
             true
         }
     });
+    // Counters before Gone, so that whoever sees Gone sees them too.
     counters.connected.fetch_sub(1, Ordering::Relaxed);
-    let _ = tx.send(Internal::Input(CtiInput::Gone { client }));
-    if let ReadEnd::TooLong = end {
+    let too_long = matches!(end, ReadEnd::TooLong);
+    if too_long {
         counters.bad_lines.fetch_add(1, Ordering::Relaxed);
         counters.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+    let _ = tx.send(Internal::Input(CtiInput::Gone { client }));
+    if !too_long {
+        // Wakes a writer blocked on a client that stopped reading.
+        let _ = stream.shutdown(Shutdown::Both);
+    } else {
         tracing::info!(client = id, "CTI client sent a line over {MAX_LINE} bytes; dropping it");
         if out.try_send(Outgoing::Line(line::too_long().to_line())).is_ok() && out.try_send(Outgoing::Close).is_ok() {
             linger(reader.into_inner());
