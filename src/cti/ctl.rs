@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// `callrec ctl` options.
 #[derive(Args, Debug, Clone, PartialEq)]
@@ -252,8 +252,14 @@ impl Conn {
     /// Waits for the event answering `reference_id`, skipping unsolicited ones. An
     /// `EventError` answer becomes `CtlError::Refused`.
     fn answer(&mut self, reference_id: i64) -> Result<(Event, String), CtlError> {
+        // One deadline for the answer, however many unsolicited events come first.
+        let deadline = Instant::now() + self.timeout;
         loop {
-            let (ev, line) = self.next(Some(self.timeout))?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(CtlError::Timeout { addr: self.addr.clone(), secs: self.secs });
+            }
+            let (ev, line) = self.next(Some(left))?;
             if answers(&ev) != Some(reference_id) {
                 self.skipped.push_back(line);
                 continue;
