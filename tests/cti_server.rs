@@ -411,3 +411,63 @@ fn ctl_route_sends_record_extension_and_watch_counts_events() {
     assert_eq!(lines.len(), 2, "{out}");
     assert!(lines.iter().all(|e| matches!(e, Event::EventRinging { .. })), "{out}");
 }
+
+#[test]
+fn clients_over_the_limit_are_told_and_closed() {
+    let mut s = CtiServer::bind_limited("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+    let mut a = Peer::connect(&s);
+    let _b = Peer::connect(&s);
+    a.say(&register_line(1, "2001"));
+    let (a_id, _) = request(&mut s);
+    // Both accepted before the third connects.
+    let t = Instant::now();
+    while s.stats().clients_connected < 2 && t.elapsed() < STEP {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut c = Peer::connect(&s);
+    match c.hear() {
+        Event::EventError { error_code: error_code::TOO_MANY_CLIENTS, error_message, .. } => {
+            assert!(error_message.contains("2 clients"), "{error_message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // One leaves: a newcomer is served again.
+    drop(a);
+    assert_eq!(next(&mut s), CtiInput::Gone { client: a_id });
+    let mut d = Peer::connect(&s);
+    d.say(&register_line(2, "2002"));
+    let (d_id, line) = request(&mut s);
+    assert_eq!(line.reference_id, Some(2));
+    s.send(d_id, &Event::EventRegistered { reference_id: Some(2), this_dn: "2002".into() });
+    assert!(matches!(d.hear(), Event::EventRegistered { .. }));
+    assert_eq!(s.stats().clients_accepted, 3);
+}
+
+#[test]
+fn the_callrec_binary_runs_ctl() {
+    let mut s = server();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_callrec"))
+        .args(["ctl", "--cti", &s.local_addr().to_string(), "stop", "--dn", "2001", "--conn", "00a1b2c3d4e5f607"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut asked = Vec::new();
+    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        if let Some(CtiInput::Request { client, line }) = s.wait(Duration::from_millis(10)) {
+            let answer = registered(&line).unwrap_or(Event::EventError {
+                reference_id: line.reference_id,
+                error_code: error_code::WRONG_STATE,
+                error_message: "call 00a1b2c3d4e5f607 is not being recorded".into(),
+            });
+            s.send(client, &answer);
+            asked.push(line.request);
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "callrec ctl: call 00a1b2c3d4e5f607 is not being recorded\n");
+    assert!(out.stdout.is_empty());
+    assert!(matches!(asked[1], Request::PrivateService { private_msg_id: 3014, .. }), "{asked:?}");
+}

@@ -24,6 +24,9 @@ use std::time::{Duration, Instant};
 /// Events a client may have waiting to be written before it counts as a slow reader.
 pub const QUEUE_LEN: usize = 4096;
 
+/// Clients served at once (two threads each); more are told so and closed.
+pub const MAX_CLIENTS: u64 = 256;
+
 /// How often the acceptor looks at the stop flag between accepts.
 const ACCEPT_POLL: Duration = Duration::from_millis(10);
 
@@ -130,8 +133,14 @@ pub struct CtiServer {
 }
 
 impl CtiServer {
-    /// Listens on `addr` (port 0 picks a free port; see `local_addr`).
+    /// Listens on `addr` (port 0 picks a free port; see `local_addr`), serving up to
+    /// `MAX_CLIENTS` clients at once.
     pub fn bind(addr: SocketAddr) -> io::Result<CtiServer> {
+        CtiServer::bind_limited(addr, MAX_CLIENTS)
+    }
+
+    /// Like `bind`, serving up to `max_clients` clients at once.
+    pub fn bind_limited(addr: SocketAddr, max_clients: u64) -> io::Result<CtiServer> {
         let listener = TcpListener::bind(addr)?;
         let local_addr = listener.local_addr()?;
         // Non-blocking so the acceptor can notice the stop flag: std has no way to wake a
@@ -145,7 +154,7 @@ impl CtiServer {
             let counters = counters.clone();
             thread::Builder::new()
                 .name("cti-accept".into())
-                .spawn(move || accept_loop(listener, tx, stop, counters))?
+                .spawn(move || accept_loop(listener, tx, stop, counters, max_clients))?
         };
         Ok(CtiServer { local_addr, rx, clients: HashMap::new(), retired: Vec::new(), stop, acceptor: Some(acceptor), counters })
     }
@@ -281,11 +290,16 @@ impl Drop for CtiServer {
     }
 }
 
-fn accept_loop(listener: TcpListener, tx: Sender<Internal>, stop: Arc<AtomicBool>, counters: Arc<Counters>) {
+fn accept_loop(listener: TcpListener, tx: Sender<Internal>, stop: Arc<AtomicBool>, counters: Arc<Counters>, max_clients: u64) {
     let mut next_id = 1u64;
     while !stop.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((stream, peer)) => {
+                if counters.connected.load(Ordering::Relaxed) >= max_clients {
+                    tracing::warn!(%peer, "CTI client refused: already {max_clients} clients");
+                    refuse(stream, max_clients);
+                    continue;
+                }
                 let id = next_id;
                 next_id += 1;
                 match start_client(id, stream, tx.clone(), counters.clone()) {
@@ -311,6 +325,14 @@ fn accept_loop(listener: TcpListener, tx: Sender<Internal>, stop: Arc<AtomicBool
             }
         }
     }
+}
+
+/// Tells a client over `MAX_CLIENTS` why it is closed. Best effort and never blocking the
+/// acceptor: the line fits any fresh socket's send buffer.
+fn refuse(mut stream: TcpStream, max_clients: u64) {
+    let _ = stream.set_nonblocking(true);
+    let _ = stream.write_all(line::too_many_clients(max_clients).to_line().as_bytes());
+    let _ = stream.shutdown(Shutdown::Write);
 }
 
 struct Started {
