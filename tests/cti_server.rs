@@ -88,6 +88,10 @@ fn several_clients_in_order_each_gets_its_own_answers() {
         }
     }
     assert!(s.poll().is_none());
+    // wait sleeps out its timeout when nothing comes.
+    let t = Instant::now();
+    assert!(s.wait(Duration::from_millis(50)).is_none());
+    assert!(t.elapsed() >= Duration::from_millis(50));
     let st = s.stats();
     assert_eq!((st.clients_accepted, st.clients_connected, st.requests, st.bad_lines, st.dropped), (4, 4, 200, 0, 0));
 }
@@ -226,7 +230,8 @@ fn a_client_that_never_reads_is_dropped_without_blocking_send() {
     if !gone {
         assert_eq!(next(&mut s), CtiInput::Gone { client: lazy_id });
     }
-    assert!(slowest < Duration::from_millis(500), "one send took {slowest:?}");
+    // A blocking send would hang for ever (the client never reads); allow for a loaded machine.
+    assert!(slowest < Duration::from_secs(2), "one send took {slowest:?}");
     assert!(started.elapsed() < Duration::from_secs(20));
     assert_eq!(s.stats().dropped, 1);
     // The busy client is unaffected.
