@@ -449,4 +449,24 @@ mod tests {
         assert!(err.contains("no answer from the CTI server"), "{err}");
         drop(listener);
     }
+
+    #[test]
+    fn server_closing_is_status_2_and_garbage_is_skipped() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut line = String::new();
+            BufReader::new(s.try_clone().unwrap()).read_line(&mut line).unwrap();
+            // Not an event this client knows, then the connection ends without an answer.
+            s.write_all(b"{\"event\":\"EventFromTheFuture\"}\nnot json\n\n").unwrap();
+            line
+        });
+        let args = parse(&["register", "2001", "--cti", &addr.to_string()]).unwrap();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        assert_eq!(run_with(&args, &mut out, &mut err), 2);
+        assert_eq!(String::from_utf8(err).unwrap(), format!("callrec ctl: the CTI server at {addr} closed the connection\n"));
+        let sent: RequestLine = serde_json::from_str(&server.join().unwrap()).unwrap();
+        assert_eq!(sent, RequestLine { reference_id: Some(1), request: Request::RegisterAddress { this_dn: "2001".into() } });
+    }
 }
