@@ -7,10 +7,11 @@
 
 use super::protocol::{Event, KeyValues, Request, RequestLine};
 use clap::{Args, Subcommand, ValueEnum};
+use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// `callrec ctl` options.
 #[derive(Args, Debug, Clone, PartialEq)]
@@ -186,6 +187,8 @@ struct Conn {
     reader: BufReader<TcpStream>,
     writer: TcpStream,
     next_ref: i64,
+    /// Events that arrived while waiting for an answer, kept for `print_events`.
+    skipped: VecDeque<String>,
 }
 
 impl Conn {
@@ -202,7 +205,7 @@ impl Conn {
                 Ok(s) => {
                     let io = |source| CtlError::Io { addr: addr.to_string(), source };
                     let writer = s.try_clone().map_err(io)?;
-                    return Ok(Conn { addr: addr.to_string(), timeout, secs, reader: BufReader::new(s), writer, next_ref: 1 });
+                    return Ok(Conn { addr: addr.to_string(), timeout, secs, reader: BufReader::new(s), writer, next_ref: 1, skipped: VecDeque::new() });
                 }
                 Err(e) => last = e,
             }
@@ -249,9 +252,16 @@ impl Conn {
     /// Waits for the event answering `reference_id`, skipping unsolicited ones. An
     /// `EventError` answer becomes `CtlError::Refused`.
     fn answer(&mut self, reference_id: i64) -> Result<(Event, String), CtlError> {
+        // One deadline for the answer, however many unsolicited events come first.
+        let deadline = Instant::now() + self.timeout;
         loop {
-            let (ev, line) = self.next(Some(self.timeout))?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(CtlError::Timeout { addr: self.addr.clone(), secs: self.secs });
+            }
+            let (ev, line) = self.next(Some(left))?;
             if answers(&ev) != Some(reference_id) {
+                self.skipped.push_back(line);
                 continue;
             }
             if let Event::EventError { error_message, .. } = ev {
@@ -270,7 +280,10 @@ impl Conn {
     fn print_events(&mut self, out: &mut dyn Write, count: Option<u64>) -> Result<(), CtlError> {
         let mut printed = 0u64;
         while count.is_none_or(|n| printed < n) {
-            let (_, line) = self.next(None)?;
+            let line = match self.skipped.pop_front() {
+                Some(line) => line,
+                None => self.next(None)?.1,
+            };
             print(out, &line)?;
             printed += 1;
         }
@@ -435,5 +448,25 @@ mod tests {
         let err = String::from_utf8(err).unwrap();
         assert!(err.contains("no answer from the CTI server"), "{err}");
         drop(listener);
+    }
+
+    #[test]
+    fn server_closing_is_status_2_and_garbage_is_skipped() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut line = String::new();
+            BufReader::new(s.try_clone().unwrap()).read_line(&mut line).unwrap();
+            // Not an event this client knows, then the connection ends without an answer.
+            s.write_all(b"{\"event\":\"EventFromTheFuture\"}\nnot json\n\n").unwrap();
+            line
+        });
+        let args = parse(&["register", "2001", "--cti", &addr.to_string()]).unwrap();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        assert_eq!(run_with(&args, &mut out, &mut err), 2);
+        assert_eq!(String::from_utf8(err).unwrap(), format!("callrec ctl: the CTI server at {addr} closed the connection\n"));
+        let sent: RequestLine = serde_json::from_str(&server.join().unwrap()).unwrap();
+        assert_eq!(sent, RequestLine { reference_id: Some(1), request: Request::RegisterAddress { this_dn: "2001".into() } });
     }
 }

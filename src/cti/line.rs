@@ -57,6 +57,15 @@ pub fn too_long() -> Event {
     }
 }
 
+/// The `EventError` for a client over the server's limit.
+pub fn too_many_clients(max_clients: u64) -> Event {
+    Event::EventError {
+        reference_id: None,
+        error_code: error_code::TOO_MANY_CLIENTS,
+        error_message: format!("the CTI server already serves {max_clients} clients; try again later"),
+    }
+}
+
 fn bad(reference_id: Option<i64>, error_message: String) -> Event {
     Event::EventError { reference_id, error_code: error_code::BAD_REQUEST, error_message }
 }

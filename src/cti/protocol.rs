@@ -263,6 +263,8 @@ pub mod error_code {
     pub const BAD_REQUEST: u32 = 1100;
     /// A line longer than the server accepts.
     pub const LINE_TOO_LONG: u32 = 1101;
+    /// The server already serves as many clients as it accepts; the connection is closed.
+    pub const TOO_MANY_CLIENTS: u32 = 1102;
     /// The DN is not registered by this client.
     pub const DN_NOT_REGISTERED: u32 = 1141;
     /// No call with that ConnectionID.

@@ -9,14 +9,17 @@
 //! Order guarantees: a client's requests arrive in the order it sent them, and its `Gone`
 //! comes after its last request, exactly once.
 
-use super::line::{self, MAX_LINE};
+mod client;
+
+use super::line;
 use super::protocol::{Event, RequestLine};
+use client::{start_client, Client, Outgoing};
 use crate::control::core::CtiClient;
 use std::collections::HashMap;
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError, TrySendError};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError, TrySendError};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -24,13 +27,11 @@ use std::time::{Duration, Instant};
 /// Events a client may have waiting to be written before it counts as a slow reader.
 pub const QUEUE_LEN: usize = 4096;
 
+/// Clients served at once (two threads each); more are told so and closed.
+pub const MAX_CLIENTS: u64 = 256;
+
 /// How often the acceptor looks at the stop flag between accepts.
 const ACCEPT_POLL: Duration = Duration::from_millis(10);
-
-/// After dropping a client for a too-long line, how long (and how much) its remaining input
-/// is read and discarded so that the error reaches it instead of being lost to a TCP reset.
-const LINGER_TIME: Duration = Duration::from_secs(1);
-const LINGER_BYTES: u64 = 4 * 1024 * 1024;
 
 /// What a client gave the control core.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,14 +74,6 @@ struct Counters {
     dropped: AtomicU64,
 }
 
-/// What a client's writer thread takes.
-enum Outgoing {
-    /// One serialized event, newline included.
-    Line(String),
-    /// Write what came before, then stop sending (the client is being dropped).
-    Close,
-}
-
 /// What the threads tell the server.
 enum Internal {
     /// A new client; sent by the acceptor before its reader starts, so it precedes every
@@ -88,32 +81,6 @@ enum Internal {
     New(Client),
     /// An input for the caller.
     Input(CtiInput),
-}
-
-/// The server's handle on one client.
-struct Client {
-    id: u64,
-    out: SyncSender<Outgoing>,
-    /// A clone of the socket, kept to shut it down (which wakes the blocked reader and writer).
-    stream: TcpStream,
-    reader: JoinHandle<()>,
-    writer: JoinHandle<()>,
-}
-
-impl Client {
-    fn shut(&self) {
-        let _ = self.stream.shutdown(Shutdown::Both);
-    }
-
-    fn finished(&self) -> bool {
-        self.reader.is_finished() && self.writer.is_finished()
-    }
-
-    fn join(self) {
-        drop(self.out);
-        let _ = self.reader.join();
-        let _ = self.writer.join();
-    }
 }
 
 /// The CTI server: a listening socket and its clients.
@@ -129,8 +96,14 @@ pub struct CtiServer {
 }
 
 impl CtiServer {
-    /// Listens on `addr` (port 0 picks a free port; see `local_addr`).
+    /// Listens on `addr` (port 0 picks a free port; see `local_addr`), serving up to
+    /// `MAX_CLIENTS` clients at once.
     pub fn bind(addr: SocketAddr) -> io::Result<CtiServer> {
+        CtiServer::bind_limited(addr, MAX_CLIENTS)
+    }
+
+    /// Like `bind`, serving up to `max_clients` clients at once.
+    pub fn bind_limited(addr: SocketAddr, max_clients: u64) -> io::Result<CtiServer> {
         let listener = TcpListener::bind(addr)?;
         let local_addr = listener.local_addr()?;
         // Non-blocking so the acceptor can notice the stop flag: std has no way to wake a
@@ -144,7 +117,7 @@ impl CtiServer {
             let counters = counters.clone();
             thread::Builder::new()
                 .name("cti-accept".into())
-                .spawn(move || accept_loop(listener, tx, stop, counters))?
+                .spawn(move || accept_loop(listener, tx, stop, counters, max_clients))?
         };
         Ok(CtiServer { local_addr, rx, clients: HashMap::new(), retired: Vec::new(), stop, acceptor: Some(acceptor), counters })
     }
@@ -193,16 +166,16 @@ impl CtiServer {
     /// Queues `event` for `client` without blocking. A client whose queue is full is dropped
     /// (its `Gone` follows through `poll`); a client already gone is ignored.
     pub fn send(&mut self, client: CtiClient, event: &Event) {
-        let Some(c) = self.clients.get(&client.0) else { return };
-        match c.out.try_send(Outgoing::Line(event.to_line())) {
+        let Some(out) = self.clients.get(&client.0).and_then(|c| c.out.as_ref()) else { return };
+        match out.try_send(Outgoing::Line(event.to_line())) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 tracing::info!(client = client.0, "CTI client reads too slowly ({QUEUE_LEN} events waiting); dropping it");
                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                self.retire(client.0);
+                self.retire(client.0, true);
             }
-            // The writer ended (write error); the reader reports Gone.
-            Err(TrySendError::Disconnected(_)) => self.retire(client.0),
+            // The writer ended (write error) and shut the socket; the reader reports Gone.
+            Err(TrySendError::Disconnected(_)) => self.retire(client.0, false),
         }
     }
 
@@ -226,7 +199,8 @@ impl CtiServer {
             }
             Internal::Input(input) => {
                 if let CtiInput::Gone { client } = input {
-                    self.retire(client.0);
+                    // The reader closes the socket itself (after lingering, for a too-long line).
+                    self.retire(client.0, false);
                     self.reap();
                 }
                 Some(input)
@@ -234,10 +208,13 @@ impl CtiServer {
         }
     }
 
-    /// Stops sending to a client and shuts its socket; its threads end on their own.
-    fn retire(&mut self, id: u64) {
-        if let Some(c) = self.clients.remove(&id) {
-            c.shut();
+    /// Stops sending to a client, shutting its socket if `shut`; its threads end on their own.
+    fn retire(&mut self, id: u64, shut: bool) {
+        if let Some(mut c) = self.clients.remove(&id) {
+            if shut {
+                c.shut();
+            }
+            c.out = None;
             self.retired.push(c);
         }
     }
@@ -276,11 +253,16 @@ impl Drop for CtiServer {
     }
 }
 
-fn accept_loop(listener: TcpListener, tx: Sender<Internal>, stop: Arc<AtomicBool>, counters: Arc<Counters>) {
+fn accept_loop(listener: TcpListener, tx: Sender<Internal>, stop: Arc<AtomicBool>, counters: Arc<Counters>, max_clients: u64) {
     let mut next_id = 1u64;
     while !stop.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((stream, peer)) => {
+                if counters.connected.load(Ordering::Relaxed) >= max_clients {
+                    tracing::warn!(%peer, "CTI client refused: already {max_clients} clients");
+                    refuse(stream, max_clients);
+                    continue;
+                }
                 let id = next_id;
                 next_id += 1;
                 match start_client(id, stream, tx.clone(), counters.clone()) {
@@ -308,201 +290,10 @@ fn accept_loop(listener: TcpListener, tx: Sender<Internal>, stop: Arc<AtomicBool
     }
 }
 
-struct Started {
-    client: Client,
-    go: SyncSender<()>,
-}
-
-fn start_client(id: u64, stream: TcpStream, tx: Sender<Internal>, counters: Arc<Counters>) -> io::Result<Started> {
-    // Accepted sockets inherit nothing reliable across platforms; make them blocking.
-    stream.set_nonblocking(false)?;
-    let _ = stream.set_nodelay(true);
-    let read_half = stream.try_clone()?;
-    let write_half = stream.try_clone()?;
-    let (out, out_rx) = mpsc::sync_channel(QUEUE_LEN);
-    let (go, go_rx) = mpsc::sync_channel(1);
-    let writer = thread::Builder::new().name(format!("cti-w{id}")).spawn(move || write_loop(write_half, out_rx))?;
-    let reader_out = out.clone();
-    let reader = thread::Builder::new().name(format!("cti-r{id}")).spawn(move || {
-        if go_rx.recv().is_ok() {
-            read_loop(id, read_half, reader_out, tx, counters);
-        }
-    })?;
-    Ok(Started { client: Client { id, out, stream, reader, writer }, go })
-}
-
-/// Why a reader stopped.
-enum ReadEnd {
-    /// End of input, a socket error, or shutdown by the server.
-    Closed,
-    /// A line over `MAX_LINE`: the client is dropped after its error is written.
-    TooLong,
-}
-
-fn read_loop(id: u64, stream: TcpStream, out: SyncSender<Outgoing>, tx: Sender<Internal>, counters: Arc<Counters>) {
-    let client = CtiClient(id);
-    let mut reader = BufReader::with_capacity(16 * 1024, &stream);
-    let end = read_lines(&mut reader, |bytes| match line::parse_line(bytes) {
-        Ok(None) => true,
-        Ok(Some(line)) => {
-            counters.requests.fetch_add(1, Ordering::Relaxed);
-            tx.send(Internal::Input(CtiInput::Request { client, line })).is_ok()
-        }
-        Err(error) => {
-            counters.bad_lines.fetch_add(1, Ordering::Relaxed);
-            // A client that cannot take its own error is a slow reader: drop it like `send` does.
-            if out.try_send(Outgoing::Line(error.to_line())).is_err() {
-                counters.dropped.fetch_add(1, Ordering::Relaxed);
-                let _ = stream.shutdown(Shutdown::Both);
-                return false;
-            }
-            true
-        }
-    });
-    counters.connected.fetch_sub(1, Ordering::Relaxed);
-    let _ = tx.send(Internal::Input(CtiInput::Gone { client }));
-    if let ReadEnd::TooLong = end {
-        counters.bad_lines.fetch_add(1, Ordering::Relaxed);
-        counters.dropped.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(client = id, "CTI client sent a line over {MAX_LINE} bytes; dropping it");
-        if out.try_send(Outgoing::Line(line::too_long().to_line())).is_ok() && out.try_send(Outgoing::Close).is_ok() {
-            linger(reader.into_inner());
-        }
-        let _ = stream.shutdown(Shutdown::Both);
-    }
-}
-
-/// Reads `\n`-terminated lines of at most `MAX_LINE` bytes and hands each to `each` (which
-/// returns false to stop). A longer line is never buffered whole.
-fn read_lines<R: BufRead>(r: &mut R, mut each: impl FnMut(&[u8]) -> bool) -> ReadEnd {
-    let mut line = Vec::new();
-    loop {
-        let buf = match r.fill_buf() {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return ReadEnd::Closed,
-        };
-        if buf.is_empty() {
-            // A partial last line is dropped: the client left mid-request.
-            return ReadEnd::Closed;
-        }
-        let (take, complete) = match buf.iter().position(|&b| b == b'\n') {
-            Some(i) => (i, true),
-            None => (buf.len(), false),
-        };
-        // The limit excludes the line end; a CR may only be judged once the LF is seen.
-        let cr = if take > 0 { buf[take - 1] == b'\r' } else { line.last() == Some(&b'\r') };
-        let limit = if complete { MAX_LINE + usize::from(cr) } else { MAX_LINE + 1 };
-        if line.len() + take > limit {
-            return ReadEnd::TooLong;
-        }
-        line.extend_from_slice(&buf[..take]);
-        r.consume(if complete { take + 1 } else { take });
-        if complete {
-            if !each(&line) {
-                return ReadEnd::Closed;
-            }
-            line.clear();
-        }
-    }
-}
-
-/// Reads and discards what the dropped client still sends, for a bounded time and amount, so
-/// that closing does not reset the connection before the client has read its error.
-fn linger(stream: &TcpStream) {
-    if stream.set_read_timeout(Some(LINGER_TIME)).is_err() {
-        return;
-    }
-    let _ = io::copy(&mut Read::take(stream, LINGER_BYTES), &mut io::sink());
-}
-
-fn write_loop(stream: TcpStream, rx: Receiver<Outgoing>) {
-    let mut w = BufWriter::with_capacity(16 * 1024, &stream);
-    let ok = 'run: loop {
-        let Ok(mut msg) = rx.recv() else { break 'run w.flush().is_ok() };
-        // Write what is queued, flushing once the queue is empty.
-        loop {
-            match msg {
-                Outgoing::Line(s) => {
-                    if w.write_all(s.as_bytes()).is_err() {
-                        break 'run false;
-                    }
-                }
-                Outgoing::Close => {
-                    let _ = w.flush();
-                    // The reader is lingering on the read side; stop the write side only.
-                    let _ = stream.shutdown(Shutdown::Write);
-                    return;
-                }
-            }
-            match rx.try_recv() {
-                Ok(m) => msg = m,
-                Err(TryRecvError::Empty) => {
-                    if w.flush().is_err() {
-                        break 'run false;
-                    }
-                    continue 'run;
-                }
-                Err(TryRecvError::Disconnected) => break 'run w.flush().is_ok(),
-            }
-        }
-    };
-    if !ok {
-        // Wakes the reader, which reports Gone.
-        let _ = stream.shutdown(Shutdown::Both);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn lines(input: &[u8]) -> (Vec<Vec<u8>>, bool) {
-        let mut got = Vec::new();
-        let end = read_lines(&mut BufReader::with_capacity(7, input), |l| {
-            got.push(l.to_vec());
-            true
-        });
-        (got, matches!(end, ReadEnd::TooLong))
-    }
-
-    #[test]
-    fn lines_split_across_reads_and_partial_tail_dropped() {
-        let (got, too_long) = lines(b"first line\nsecond\r\n\nthird without end");
-        assert!(!too_long);
-        assert_eq!(got, vec![b"first line".to_vec(), b"second\r".to_vec(), b"".to_vec()]);
-    }
-
-    #[test]
-    fn a_line_at_the_limit_passes_one_over_does_not() {
-        let mut at = vec![b'x'; MAX_LINE];
-        at.extend_from_slice(b"\r\nnext\n");
-        let (got, too_long) = lines(&at);
-        assert!(!too_long);
-        assert_eq!(got.len(), 2);
-        assert_eq!(got[0].len(), MAX_LINE + 1);
-
-        let mut over = vec![b'x'; MAX_LINE + 1];
-        over.push(b'\n');
-        let (got, too_long) = lines(&over);
-        assert!(too_long);
-        assert!(got.is_empty());
-
-        let mut over = vec![b'x'; MAX_LINE];
-        over.extend_from_slice(b"y\r\n");
-        let (got, too_long) = lines(&over);
-        assert!(too_long);
-        assert!(got.is_empty());
-    }
-
-    #[test]
-    fn stops_when_asked() {
-        let mut n = 0;
-        let end = read_lines(&mut BufReader::new(&b"a\nb\nc\n"[..]), |_| {
-            n += 1;
-            n < 2
-        });
-        assert!(matches!(end, ReadEnd::Closed));
-        assert_eq!(n, 2);
-    }
+/// Tells a client over `MAX_CLIENTS` why it is closed. Best effort and never blocking the
+/// acceptor: the line fits any fresh socket's send buffer.
+fn refuse(mut stream: TcpStream, max_clients: u64) {
+    let _ = stream.set_nonblocking(true);
+    let _ = stream.write_all(line::too_many_clients(max_clients).to_line().as_bytes());
+    let _ = stream.shutdown(Shutdown::Write);
 }
