@@ -33,8 +33,13 @@ encap MODE IN OUT
     be          big-endian pcap (as written on a big-endian host)
     pcapng      pcapng, one Ethernet interface, microsecond resolution (if_tsresol absent)
     pcapng-ns   pcapng with if_tsresol = 9 (nanoseconds), big-endian section
+    ipv6        every IPv4 UDP frame as IPv6: a.b.c.d becomes 2001:db8:AABB::CCDD (hex) in the
+                IP header and in SIP text ([...] in headers, `IN IP6` in SDP; Call-ID lines
+                untouched), Content-Length and UDP length/checksum fixed
 """
+import ipaddress
 import random
+import re
 import socket
 import struct
 import sys
@@ -274,6 +279,61 @@ def write_pcapng(path, frames, nsec):
                                          max(orig, len(data))) + bytes(data)))
 
 
+IPV4_RE = re.compile(rb"(?<![\d.])(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?![\d.])")
+
+
+def v6_of(a, b, c, d):
+    """2001:db8:AABB::CCDD for a.b.c.d, in RFC 5952 canonical text"""
+    return ipaddress.IPv6Address(f"2001:db8:{a << 8 | b:x}::{c << 8 | d:x}")
+
+
+def v6_text(m, bracket):
+    parts = [int(x) for x in m.groups()]
+    if any(x > 255 for x in parts):
+        return m.group(0)
+    t = str(v6_of(*parts)).encode()
+    return b"[" + t + b"]" if bracket else t
+
+
+def sip_to_v6(msg):
+    """SIP message text with IPv4 addresses as IPv6 ones; Content-Length fixed"""
+    head, sep, body = msg.partition(b"\r\n\r\n")
+    lines = []
+    for line in head.split(b"\r\n"):
+        name = line.split(b":", 1)[0].strip().lower()
+        if name not in (b"call-id", b"i"):
+            line = IPV4_RE.sub(lambda m: v6_text(m, True), line)
+        lines.append(line)
+    if sep:
+        body = body.replace(b"IN IP4 ", b"IN IP6 ")
+        body = IPV4_RE.sub(lambda m: v6_text(m, False), body)
+        for n, line in enumerate(lines):
+            name, colon, _ = line.partition(b":")
+            if colon and name.strip().lower() in (b"content-length", b"l"):
+                lines[n] = name + b": " + str(len(body)).encode()
+    return b"\r\n".join(lines) + sep + body
+
+
+def ipv6_frame(frame):
+    """The Ethernet IPv4 UDP `frame` as IPv6, SIP text rewritten; other frames unchanged"""
+    if len(frame) < 14 + 20 + 8 or frame[12:14] != b"\x08\x00" or frame[14 + 9] != 17:
+        return frame
+    ihl = (frame[14] & 0x0F) * 4
+    total = struct.unpack(">H", frame[16:18])[0]
+    src, dst = v6_of(*frame[26:30]).packed, v6_of(*frame[30:34]).packed
+    u = 14 + ihl
+    sport, dport, ulen = struct.unpack(">HHH", frame[u:u + 6])
+    payload = bytes(frame[u + 8:u + ulen])
+    if sport in SIP_PORTS or dport in SIP_PORTS:
+        payload = sip_to_v6(payload)
+    udp = bytearray(struct.pack(">HHHH", sport, dport, 8 + len(payload), 0) + payload)
+    pseudo = src + dst + struct.pack(">IxxxB", len(udp), 17)
+    ck = ip_checksum(pseudo + bytes(udp) + b"\0" * (len(udp) % 2)) or 0xFFFF
+    udp[6:8] = struct.pack(">H", ck)
+    ip6 = struct.pack(">IHBB", 6 << 28, len(udp), 17, frame[14 + 8]) + src + dst
+    return bytearray(frame[:12] + b"\x86\xdd" + ip6 + udp)
+
+
 def encap(mode, src, out):
     header, e, frames = read_pcap(src)
     hdr = bytearray(header)
@@ -309,6 +369,10 @@ def encap(mode, src, out):
             else:
                 res.append([sec, usec, d, orig])
         frames = res
+    elif mode == "ipv6":
+        for fr in frames:
+            fr[2] = ipv6_frame(fr[2])
+            fr[3] = len(fr[2])
     elif mode == "nsec":
         hdr[0:4] = struct.pack(e + "I", 0xA1B23C4D)
         for fr in frames:
