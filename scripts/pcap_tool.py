@@ -29,6 +29,8 @@ encap MODE IN OUT
     sll2        Linux cooked v2 (link type 276)
     frag[:MTU]  every IPv4 UDP SIP message with a body split into IPv4 fragments of at most MTU
                 bytes (default 296); every second message's fragments come last-first
+    dup         every frame twice, the copy 1 us later (a capture on "any" sees a forwarded
+                packet on both interfaces)
     nsec        nanosecond-resolution pcap (magic 0xa1b23c4d)
     be          big-endian pcap (as written on a big-endian host)
     pcapng      pcapng, one Ethernet interface, microsecond resolution (if_tsresol absent)
@@ -253,7 +255,9 @@ def fragment(frame, mtu, ident, reverse):
         h[6:8] = struct.pack(">H", (0x2000 if more else 0) | (off // 8))  # DF cleared
         h[10:12] = b"\0\0"
         h[10:12] = struct.pack(">H", ip_checksum(bytes(h)))
-        out.append(bytearray(eth + h + chunk))
+        f = bytearray(eth + h + chunk)
+        f += b"\0" * (60 - len(f))  # Ethernet pads short frames; IP total length says where to stop
+        out.append(f)
     return out[::-1] if reverse else out
 
 
@@ -368,6 +372,13 @@ def encap(mode, src, out):
                 ident += 1
             else:
                 res.append([sec, usec, d, orig])
+        frames = res
+    elif mode == "dup":
+        res = []
+        for sec, usec, d, orig in frames:
+            res.append([sec, usec, d, orig])
+            t = sec * 1000000 + usec + 1
+            res.append([t // 1000000, t % 1000000, bytearray(d), orig])
         frames = res
     elif mode == "ipv6":
         for fr in frames:
