@@ -302,3 +302,36 @@ fn pcapng_two_interfaces() {
     run("mergecap", &[&os("-F"), &os("pcapng"), &os("-w"), p("m.pcapng").as_os_str(), p("a.pcap").as_os_str(), p("b.pcap").as_os_str()]);
     check_capture("two-interface pcapng", &p("m.pcapng"), d.path());
 }
+
+/// VLAN tags inside a Linux cooked header (SLL protocol 0x88a8, then 0x8100, then IPv4).
+#[test]
+fn qinq_in_sll() {
+    check_variant("qinq+sll");
+}
+
+/// Two pcapng sections in one file (`cat a.pcapng b.pcapng`): little-endian microseconds, then
+/// big-endian nanoseconds; each section's interfaces and byte order replace the last's.
+#[test]
+fn pcapng_two_sections() {
+    let d = tmp("sections");
+    let p = |name: &str| d.path().join(name);
+    let tool = root().join("scripts/pcap_tool.py");
+    for (range, name) in [("1-1265", "a"), ("1266-2530", "b")] {
+        let o = Command::new("editcap").args(["-F", "pcap", "-r"]).arg(demo()).arg(p(&format!("{name}.pcap"))).arg(range).output();
+        let o = o.expect("run editcap");
+        assert!(o.status.success(), "editcap failed\n{}", text(&o));
+        let mode = if name == "a" { "pcapng" } else { "pcapng-ns" };
+        let o = Command::new("python3")
+            .arg(&tool)
+            .args(["encap", mode])
+            .arg(p(&format!("{name}.pcap")))
+            .arg(p(&format!("{name}.pcapng")))
+            .output()
+            .expect("run pcap_tool");
+        assert!(o.status.success(), "pcap_tool failed\n{}", text(&o));
+    }
+    let mut both = std::fs::read(p("a.pcapng")).unwrap();
+    both.extend(std::fs::read(p("b.pcapng")).unwrap());
+    std::fs::write(p("ab.pcapng"), both).unwrap();
+    check_capture("two-section pcapng", &p("ab.pcapng"), d.path());
+}
