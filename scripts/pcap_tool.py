@@ -27,6 +27,9 @@ encap MODE IN OUT
     qinq        every frame 802.1ad (0x88a8, VID 200) + 802.1Q (VID 100) tagged
     sll         Linux cooked v1 (link type 113)
     sll2        Linux cooked v2 (link type 276)
+    raw         no link header, raw IP (link type 101); raw4 the same as LINKTYPE_IPV4 (228)
+    null        BSD loopback, host-order (little-endian) address family (link type 0);
+                loop the same in network order (link type 108)
     frag[:MTU]  every IPv4 UDP SIP message with a body split into IPv4 fragments of at most MTU
                 bytes (default 296); every second message's fragments come last-first
     dup         every frame twice, the copy 1 us later (a capture on "any" sees a forwarded
@@ -361,6 +364,15 @@ def encap(mode, src, out):
             fr[2] = bytearray(h + d[14:])
             fr[3] += len(h) - 14
         hdr[20:24] = struct.pack(e + "I", 113 if mode == "sll" else 276)
+    elif mode in ("raw", "raw4", "null", "loop"):
+        for fr in frames:
+            d = fr[2]
+            v6 = d[12:14] == b"\x86\xdd"
+            fam = 10 if v6 else 2  # Linux AF_INET6; BSDs differ, the reader accepts those too
+            h = {"null": struct.pack("<I", fam), "loop": struct.pack(">I", fam)}.get(mode, b"")
+            fr[2] = bytearray(h + d[14:])
+            fr[3] += len(h) - 14
+        hdr[20:24] = struct.pack(e + "I", {"raw": 101, "raw4": 228, "null": 0, "loop": 108}[mode])
     elif mode == "frag" or mode.startswith("frag:"):
         mtu = int(mode.split(":")[1]) if ":" in mode else 296
         res, ident = [], 0x4000

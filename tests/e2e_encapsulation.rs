@@ -335,3 +335,23 @@ fn pcapng_two_sections() {
     std::fs::write(p("ab.pcapng"), both).unwrap();
     check_capture("two-section pcapng", &p("ab.pcapng"), d.path());
 }
+
+/// Raw IP, no link header (LINKTYPE_RAW 101).
+#[test]
+fn raw_ip() {
+    check_variant("raw");
+}
+
+/// LINKTYPE_IPV4 (228), SIP fragmented.
+#[test]
+fn raw_ipv4_fragmented() {
+    let o = check_variant("frag+raw4");
+    assert_eq!(summary_count(&o, "fragments"), 15, "{}", text(&o));
+}
+
+/// BSD loopback: address family in host order (NULL) and network order (LOOP), IPv6 too.
+#[test]
+fn bsd_loopback() {
+    check_variant("null");
+    check_variant("ipv6+loop");
+}
