@@ -30,6 +30,8 @@ encap MODE IN OUT
     raw         no link header, raw IP (link type 101); raw4 the same as LINKTYPE_IPV4 (228)
     null        BSD loopback, host-order (little-endian) address family (link type 0);
                 loop the same in network order (link type 108)
+    bloat:N     every IPv4 SIP message with a body gets an N-byte X-Filler header (big INVITEs
+                carry many headers); chain with frag:1500 for fragments at a real MTU
     frag[:MTU]  every IPv4 UDP SIP message with a body split into IPv4 fragments of at most MTU
                 bytes (default 296); every second message's fragments come last-first
     dup         every frame twice, the copy 1 us later (a capture on "any" sees a forwarded
@@ -373,6 +375,23 @@ def encap(mode, src, out):
             fr[2] = bytearray(h + d[14:])
             fr[3] += len(h) - 14
         hdr[20:24] = struct.pack(e + "I", {"raw": 101, "raw4": 228, "null": 0, "loop": 108}[mode])
+    elif mode.startswith("bloat:"):
+        n = int(mode.split(":")[1])
+        for fr in frames:
+            d = fr[2]
+            if not sip_with_body(d):
+                continue
+            u = 14 + (d[14] & 0x0F) * 4
+            msg = bytes(d[u + 8:u + struct.unpack(">H", d[u + 4:u + 6])[0]])
+            line_end = msg.index(b"\r\n") + 2
+            filler = b"X-Filler: " + b"f" * max(0, n - 12) + b"\r\n"
+            msg = msg[:line_end] + filler + msg[line_end:]
+            d = bytearray(d[:u + 8] + msg)
+            d[u + 4:u + 8] = struct.pack(">HH", 8 + len(msg), 0)  # checksum off: payload changed
+            d[16:18] = struct.pack(">H", len(d) - 14)
+            d[24:26] = b"\0\0"
+            d[24:26] = struct.pack(">H", ip_checksum(bytes(d[14:u])))
+            fr[2], fr[3] = d, len(d)
     elif mode == "frag" or mode.startswith("frag:"):
         mtu = int(mode.split(":")[1]) if ":" in mode else 296
         res, ident = [], 0x4000
