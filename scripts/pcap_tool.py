@@ -34,6 +34,8 @@ encap MODE IN OUT
                 carry many headers); chain with frag:1500 for fragments at a real MTU
     frag[:MTU]  every IPv4 UDP SIP message with a body split into IPv4 fragments of at most MTU
                 bytes (default 296); every second message's fragments come last-first
+    fcs         every Ethernet frame ends with its 4-byte FCS, as NICs with rx-fcs on capture it
+                (the link type's F bit and FCS length say so)
     dup         every frame twice, the copy 1 us later (a capture on "any" sees a forwarded
                 packet on both interfaces)
     nsec        nanosecond-resolution pcap (magic 0xa1b23c4d)
@@ -51,6 +53,7 @@ import socket
 import struct
 import sys
 import time
+import zlib
 
 SIP_PORTS = range(5060, 5070)
 
@@ -404,6 +407,12 @@ def encap(mode, src, out):
             else:
                 res.append([sec, usec, d, orig])
         frames = res
+    elif mode == "fcs":
+        for fr in frames:
+            fr[2] = bytearray(fr[2] + struct.pack("<I", zlib.crc32(fr[2])))
+            fr[3] += 4
+        lt = struct.unpack(e + "I", hdr[20:24])[0]
+        hdr[20:24] = struct.pack(e + "I", lt | 1 << 26 | 2 << 28)  # FCS present, 2 x 16 bits
     elif mode == "dup":
         res = []
         for sec, usec, d, orig in frames:

@@ -366,3 +366,12 @@ fn huge_sip() {
     assert_eq!(summary_count(&o, "fragments"), 400, "{}", text(&o));
     check_variant("bloat:60000");
 }
+
+/// Ethernet frames ending in their FCS (link type with the FCS flag): the IP lengths, not the
+/// frame's end, bound the datagram; short padded fragments and IPv6 too.
+#[test]
+fn ethernet_fcs() {
+    check_variant("fcs");
+    check_variant("frag:128+fcs");
+    check_variant("ipv6+fcs");
+}
