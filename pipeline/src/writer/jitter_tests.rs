@@ -332,3 +332,122 @@ fn hostile_capture_times_and_window_do_not_panic() {
     assert_eq!(r.out.l.len(), r.out.r.len());
     assert_eq!(r.p.counters(Channel::Left).reanchors, 1);
 }
+
+/// Left and right both talk for 100 packets (2 s); left's packet `jump_at` onwards carries
+/// timestamps `jump` samples off the sender's clock (same SSRC), capture time unchanged.
+fn left_timestamp_jump(jump: i64, jump_at: u16) -> Rig {
+    let mut r = Rig::new(2000);
+    for i in 0..100u16 {
+        let mut ts = 1_000_000 + i as i64 * 160;
+        if i >= jump_at {
+            ts += jump;
+        }
+        r.send(Channel::Left, i as u64 * 20, i, ts as u32, 1);
+        r.send(Channel::Right, i as u64 * 20, i, 50 + i as u32 * 160, 2);
+    }
+    r.finish();
+    r
+}
+
+#[test]
+fn timestamp_jump_back_with_same_ssrc_reanchors_instead_of_dropping_the_rest() {
+    // 5 s back: before the fix every later left packet was "late" and the call went silent.
+    let r = left_timestamp_jump(-5 * 8000, 50);
+    let c = r.p.counters(Channel::Left);
+    assert_eq!((c.reanchors, c.late), (1, 1), "one packet held back, then re-anchored");
+    let s = ALAW_SILENCE_FOR_TESTS;
+    // the held-back packet 50 leaves a 20 ms hole; the rest is where capture time puts it
+    assert_eq!(runs(&r.out.l), vec![(1, 50 * 160), (s, 160), (1, 49 * 160)]);
+    assert_eq!(runs(&r.out.r), vec![(2, 16000)]);
+}
+
+#[test]
+fn timestamp_jump_ahead_on_one_channel_does_not_make_the_other_late() {
+    // 5 s ahead with capture time going on in 20 ms steps: before the fix the left jump
+    // pushed the commit point 5 s ahead and every right packet after it was late.
+    let r = left_timestamp_jump(5 * 8000, 50);
+    let right = r.p.counters(Channel::Right);
+    assert_eq!(right.late, 0);
+    assert_eq!(runs(&r.out.r), vec![(2, 16000)]);
+    let s = ALAW_SILENCE_FOR_TESTS;
+    assert_eq!(runs(&r.out.l), vec![(1, 50 * 160), (s, 160), (1, 49 * 160)]);
+    assert_eq!(r.p.counters(Channel::Left).reanchors, 1);
+}
+
+#[test]
+fn small_timestamp_steps_and_jitter_do_not_reanchor() {
+    // Talk-spurt gaps whose timestamps agree with capture time, and 150 ms of network
+    // jitter, are the sender's clock at work: no re-anchor, nothing held back.
+    let mut r = Rig::new(2000);
+    for i in 0..200u16 {
+        if (60..90).contains(&i) {
+            continue; // 600 ms of silence suppression
+        }
+        let jitter = if i % 5 == 0 { 150 } else { 0 };
+        r.send(Channel::Left, i as u64 * 20 + jitter, i, i as u32 * 160, 1);
+    }
+    r.finish();
+    let c = r.p.counters(Channel::Left);
+    assert_eq!((c.reanchors, c.late), (0, 0));
+    let s = ALAW_SILENCE_FOR_TESTS;
+    assert_eq!(runs(&r.out.l), vec![(1, 60 * 160), (s, 30 * 160), (1, 110 * 160)]);
+}
+
+#[test]
+fn one_packet_with_a_wild_capture_time_costs_that_packet_only() {
+    let mut r = Rig::new(2000);
+    for i in 0..20u16 {
+        // packet 10's capture time is damaged: a day late
+        let at = if i == 10 { 86_400_000 } else { i as u64 * 20 };
+        r.send(Channel::Left, at, i, i as u32 * 160, val(i));
+    }
+    r.finish();
+    let want: Vec<(u8, usize)> =
+        (0..20).filter(|&i| i != 10).map(|i| (val(i), 160)).collect::<Vec<_>>();
+    let got = runs(&r.out.l);
+    // packet 10 is held back (20 ms of silence), nothing else moves
+    assert_eq!(got.len(), 20);
+    assert_eq!(got[10], (ALAW_SILENCE_FOR_TESTS, 160));
+    assert_eq!([&got[..10], &got[11..]].concat(), want);
+    assert_eq!(r.p.counters(Channel::Left).reanchors, 0);
+}
+
+#[test]
+fn first_packet_of_a_channel_with_a_wild_capture_time_is_bounded() {
+    // Before the fix, a right channel whose first capture time was 10 years off wrote
+    // 10 years of silence (the test never finished). Now the anchor is at most
+    // MAX_LEAP_SAMPLES past the newest audio, so the damage is bounded.
+    let mut r = Rig::new(2000);
+    let year_ms = 365 * 86_400_000u64;
+    for i in 0..50u16 {
+        r.send(Channel::Left, i as u64 * 20, i, i as u32 * 160, 1);
+        let at = if i == 0 { 10 * year_ms } else { i as u64 * 20 };
+        r.send(Channel::Right, at, i, i as u32 * 160, 2);
+    }
+    r.finish();
+    let n = r.out.l.len() as i64;
+    assert!(n > MAX_LEAP_SAMPLES && n <= MAX_LEAP_SAMPLES + 8000, "{n} samples");
+    assert_eq!(&r.out.l[..160], &[1; 160][..]);
+}
+
+#[test]
+fn a_stream_whose_second_packet_arrives_first_keeps_its_first_packet() {
+    // Before the fix packet 0 landed before the start of the timeline and was dropped late.
+    let mut r = Rig::new(2000);
+    r.send(Channel::Left, 0, 1, 1160, val(1));
+    r.send(Channel::Left, 5, 0, 1000, val(0));
+    r.send(Channel::Right, 10, 70, 9000, 200);
+    for i in 2..10u16 {
+        r.send(Channel::Left, i as u64 * 20, i, 1000 + i as u32 * 160, val(i));
+        r.send(Channel::Right, i as u64 * 20, 70 + i - 1, 9000 + (i as u32 - 1) * 160, 200);
+    }
+    r.finish();
+    let s = ALAW_SILENCE_FOR_TESTS;
+    let mut want: Vec<(u8, usize)> = (0..10).map(|i| (val(i), 160)).collect();
+    want.push((s, 80)); // the right stream runs 80 samples longer
+    assert_eq!(runs(&r.out.l), want);
+    assert_eq!(r.p.counters(Channel::Left).late, 0);
+    // The right stream's first packet was captured 10 ms after left's packet 1, which is
+    // sample 160 of the timeline once packet 0 went in front: 160 + 80.
+    assert_eq!(runs(&r.out.r), vec![(s, 240), (200, 9 * 160)]);
+}
