@@ -68,7 +68,9 @@ fn a(s: &str) -> SocketAddr {
 
 /// Ethernet + IPv4 + UDP around `payload` (checksums are not verified by parse).
 fn eth_ipv4_udp(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
-    let (SocketAddr::V4(s), SocketAddr::V4(d)) = (src, dst) else { panic!("IPv4 only") };
+    let (SocketAddr::V4(s), SocketAddr::V4(d)) = (src, dst) else {
+        panic!("IPv4 only")
+    };
     let mut f = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00];
     let total = (20 + 8 + payload.len()) as u16;
     f.extend_from_slice(&[0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0]);
@@ -102,7 +104,11 @@ fn parse_classify_and_flow_lookup_allocate_nothing() {
             src: SocketAddr::from(([192, 0, 2, 10], 10000 + 2 * i)),
             dst: SocketAddr::from(([192, 0, 2, 20], 20000 + 2 * i)),
         };
-        let target = FlowTarget { writer: 0, recording: RecordingId(u32::from(i)), channel: Channel::Left };
+        let target = FlowTarget {
+            writer: 0,
+            recording: RecordingId(u32::from(i)),
+            channel: Channel::Left,
+        };
         flows.apply(FlowUpdate::Install(key, target));
     }
     let mut reasm = Ipv4Reassembler::new(64, 30_000_000_000);
@@ -110,19 +116,33 @@ fn parse_classify_and_flow_lookup_allocate_nothing() {
     let mut frames: Vec<Vec<u8>> = Vec::new();
     for i in 0..BURST as u16 {
         let (src, dst) = match i % 3 {
-            0 => (SocketAddr::from(([192, 0, 2, 10], 10000 + 2 * i)), SocketAddr::from(([192, 0, 2, 20], 20000 + 2 * i))),
+            0 => (
+                SocketAddr::from(([192, 0, 2, 10], 10000 + 2 * i)),
+                SocketAddr::from(([192, 0, 2, 20], 20000 + 2 * i)),
+            ),
             1 => (a("198.51.100.1:4000"), a("198.51.100.2:4002")),
-            _ => (a("192.0.2.99:7000"), SocketAddr::from(([192, 0, 2, 20], 20000 + 2 * i))),
+            _ => (
+                a("192.0.2.99:7000"),
+                SocketAddr::from(([192, 0, 2, 20], 20000 + 2 * i)),
+            ),
         };
         frames.push(eth_ipv4_udp(src, dst, &rtp(i, u32::from(i) * 160, 7)));
     }
-    frames.push(eth_ipv4_udp(a("192.0.2.1:5060"), a("192.0.2.2:5060"), b"OPTIONS sip:a@b SIP/2.0\r\n\r\n"));
+    frames.push(eth_ipv4_udp(
+        a("192.0.2.1:5060"),
+        a("192.0.2.2:5060"),
+        b"OPTIONS sip:a@b SIP/2.0\r\n\r\n",
+    ));
     let mut counters = Counters::default();
     let mut rtp_seen = 0u64;
     let (n, ()) = allocations(|| {
         for round in 0..200u64 {
             for data in &frames {
-                let frame = Frame { ts: Timestamp(round * 20_000_000), link: LinkType::Ethernet, data };
+                let frame = Frame {
+                    ts: Timestamp(round * 20_000_000),
+                    link: LinkType::Ethernet,
+                    data,
+                };
                 counters.rx += 1;
                 if let Parsed::Udp(d) = parse_frame(&frame, &mut reasm) {
                     let class = classifier.classify(d.src, d.dst, d.payload, &flows);
@@ -144,7 +164,10 @@ fn writer_places_and_writes_rtp_without_allocating() {
     let dir = tempfile::tempdir().unwrap();
     let mut pts = heapless::Vec::new();
     pts.push((8, Codec::Pcma)).unwrap();
-    let ch = ChannelSpec { payload_types: pts, event_pt: Some(101) };
+    let ch = ChannelSpec {
+        payload_types: pts,
+        event_pt: Some(101),
+    };
     for format in [OutputFormat::G711, OutputFormat::Pcm16] {
         let id = RecordingId(1);
         let spec = RecordingSpec {
@@ -159,13 +182,29 @@ fn writer_places_and_writes_rtp_without_allocating() {
         };
         let mut w = Writer::new(0, WriterConfig::default());
         w.handle(WriterMsg::Start(Box::new(spec)), Instant::now());
-        let mut item = RtpItem { recording: id, channel: Channel::Left, ts: Timestamp(0), len: 0, data: [0; MAX_RTP_LEN] };
+        let mut item = RtpItem {
+            recording: id,
+            channel: Channel::Left,
+            ts: Timestamp(0),
+            len: 0,
+            data: [0; MAX_RTP_LEN],
+        };
         // 20 s of both channels: many window commits and ring laps, with some reordering.
         let mut packets = Vec::new();
         for i in 0..1000u16 {
-            let seq = if i % 7 == 3 { i + 1 } else if i % 7 == 4 { i - 1 } else { i };
+            let seq = if i % 7 == 3 {
+                i + 1
+            } else if i % 7 == 4 {
+                i - 1
+            } else {
+                i
+            };
             for (c, ssrc) in [(Channel::Left, 1), (Channel::Right, 2)] {
-                packets.push((c, rtp(seq, u32::from(seq) * 160, ssrc), Timestamp(u64::from(i) * 20_000_000)));
+                packets.push((
+                    c,
+                    rtp(seq, u32::from(seq) * 160, ssrc),
+                    Timestamp(u64::from(i) * 20_000_000),
+                ));
             }
         }
         let mut feed = |w: &mut Writer, batch: &[(Channel, Vec<u8>, Timestamp)]| {
@@ -182,7 +221,13 @@ fn writer_places_and_writes_rtp_without_allocating() {
         feed(&mut w, &packets[..100]);
         let (n, ()) = allocations(|| feed(&mut w, &packets[100..]));
         assert_eq!(n, 0, "the writer allocated {n} times for 1900 packets");
-        w.handle(WriterMsg::Stop { recording: id, at: Timestamp(20_000_000_000) }, Instant::now());
+        w.handle(
+            WriterMsg::Stop {
+                recording: id,
+                at: Timestamp(20_000_000_000),
+            },
+            Instant::now(),
+        );
         let r = w.report();
         assert_eq!((r.packets, r.late, r.recordings_failed), (2000, 0, 0));
     }

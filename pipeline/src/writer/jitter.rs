@@ -43,7 +43,9 @@ pub struct PlacementConfig {
 
 impl Default for PlacementConfig {
     fn default() -> Self {
-        PlacementConfig { window_samples: 2000 }
+        PlacementConfig {
+            window_samples: 2000,
+        }
     }
 }
 
@@ -230,8 +232,8 @@ impl Placement {
         let origin = self.origin.unwrap_or(t);
         // i128: capture times from a damaged file may be anywhere in u64.
         let ns = t.0 as i128 - origin.0 as i128;
-        ns.div_euclid(NANOS_PER_SAMPLE as i128).clamp(i64::MIN as i128 / 2, i64::MAX as i128 / 2)
-            as i64
+        ns.div_euclid(NANOS_PER_SAMPLE as i128)
+            .clamp(i64::MIN as i128 / 2, i64::MAX as i128 / 2) as i64
     }
 
     /// Places one RTP packet (`bytes` is the whole UDP payload) captured at `ts` on `ch`,
@@ -268,8 +270,9 @@ impl Placement {
             self.origin = Some(ts);
         }
         let raw_pos = self.pos_of(ts);
-        let capture_pos =
-            raw_pos.max(self.committed).min(self.newest.max(self.committed) + MAX_LEAP_SAMPLES);
+        let capture_pos = raw_pos
+            .max(self.committed)
+            .min(self.newest.max(self.committed) + MAX_LEAP_SAMPLES);
         let resync = self.window.max(RATE) as u64;
         let c = &mut self.chans[ci];
 
@@ -296,7 +299,10 @@ impl Placement {
                 let confirmed = s.suspect.is_some_and(|p| p.abs_diff(skew) <= resync);
                 if s.ssrc == pkt.ssrc() && !jump && diverged && !confirmed {
                     c.counters.late += 1;
-                    c.stream = Some(Stream { suspect: Some(skew), ..s });
+                    c.stream = Some(Stream {
+                        suspect: Some(skew),
+                        ..s
+                    });
                     return;
                 }
                 if s.ssrc != pkt.ssrc() || jump || diverged {
@@ -383,7 +389,9 @@ impl Placement {
     /// the window): placed audio moves up, streams' offsets follow. False if the origin
     /// cannot move back that far.
     fn shift(&mut self, by: i64) -> bool {
-        let Some(origin) = self.origin else { return false };
+        let Some(origin) = self.origin else {
+            return false;
+        };
         let Some(t) = origin.0.checked_sub(by as u64 * NANOS_PER_SAMPLE as u64) else {
             return false;
         };

@@ -173,6 +173,8 @@ impl McpRole {
         };
         match streams(msg) {
             Ok((customer, agent)) => {
+                let customer = keep_address_on_hold(&d.customer, customer);
+                let agent = keep_address_on_hold(&d.agent, agent);
                 if let Some(rec) = &d.recording {
                     let id = rec.id;
                     self.remove_flows(&d);
@@ -403,6 +405,20 @@ fn flow_keys(d: &Dialog) -> [(FlowKey, Channel); 2] {
             Channel::Right,
         ),
     ]
+}
+
+/// A held stream (`c=0.0.0.0`, RFC 2543) or a disabled one (port 0) names no address RTP
+/// comes from; the party still sends (music on hold) and later resumes from where it was, so
+/// its flows stay on the last real address.
+fn keep_address_on_hold(old: &MediaDescription, new: MediaDescription) -> MediaDescription {
+    if new.addr.ip().is_unspecified() || new.addr.port() == 0 {
+        MediaDescription {
+            addr: old.addr,
+            ..new
+        }
+    } else {
+        new
+    }
 }
 
 fn channel_spec(m: &MediaDescription) -> ChannelSpec {

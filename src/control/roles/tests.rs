@@ -398,6 +398,44 @@ fn media_update_moves_the_flows_and_keeps_the_recording() {
 }
 
 #[test]
+fn hold_reinvite_keeps_the_flows_on_the_real_addresses() {
+    // RFC 2543 hold (c=0.0.0.0) on the customer, port 0 on the agent: neither is where RTP
+    // comes from. Before the fix the flows moved to 0.0.0.0:41000 and :0, so the exact keys
+    // of both directions were lost (only the by-destination fallback still caught packets).
+    let mut roles = RecordingRoles::new(config(1)).unwrap();
+    let id = roles.start(t(0), request("2001", "c")).unwrap();
+    drain(&mut roles);
+    let mut customer = media("0.0.0.0:40000", 8, Codec::Pcma);
+    customer.direction = Direction::SendOnly;
+    let agent = media("198.51.100.20:0", 8, Codec::Pcma);
+    roles.update_media(t(3), id, customer, agent).unwrap();
+    let (lines, _, flows, _) = drain(&mut roles);
+    assert!(lines[2].ends_with("SIP/2.0 200 OK"), "{lines:?}");
+    let left = FlowKey {
+        src: a("192.0.2.10:40000"),
+        dst: a("198.51.100.20:50000"),
+    };
+    let right = FlowKey {
+        src: a("198.51.100.20:50000"),
+        dst: a("192.0.2.10:40000"),
+    };
+    let target = |channel| FlowTarget {
+        writer: 0,
+        recording: RecordingId(1),
+        channel,
+    };
+    assert_eq!(
+        flows,
+        vec![
+            FlowUpdate::Remove(left),
+            FlowUpdate::Remove(right),
+            FlowUpdate::Install(left, target(Channel::Left)),
+            FlowUpdate::Install(right, target(Channel::Right)),
+        ]
+    );
+}
+
+#[test]
 fn unknown_sessions_bad_uris_and_caller_conf_ids() {
     let mut roles = RecordingRoles::new(config(1)).unwrap();
     assert_eq!(
