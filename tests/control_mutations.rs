@@ -31,6 +31,8 @@ const MSML: &[u8] = br#"<?xml version="1.0" encoding="UTF-8"?>
   </dialogstart>
 </msml>"#;
 
+const ITERS: usize = 800;
+
 const URI: &[u8] = b"sip:msml=callrec-0000000a@127.0.0.1:5070;dn=20%2501;record";
 
 struct Rng(u64);
@@ -173,7 +175,7 @@ fn the_clean_call_alone_is_recorded() {
 fn mutated_messages_never_panic_and_never_touch_the_clean_call() {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let (ua, ub) = (a("127.0.0.1:15060"), a("127.0.0.1:15070"));
-    for iter in 0..800 {
+    for iter in 0..ITERS {
         let mut c = core();
         let mut fx = Effects::default();
         let bad = rng.below(CALL.len());

@@ -560,3 +560,68 @@ fn a_stream_whose_second_packet_arrives_first_keeps_its_first_packet() {
     // sample 160 of the timeline once packet 0 went in front: 160 + 80.
     assert_eq!(runs(&r.out.r), vec![(s, 240), (200, 9 * 160)]);
 }
+
+#[test]
+fn random_streams_never_panic_and_keep_the_channels_equal() {
+    // xorshift: deterministic, so a failure names its round.
+    let mut s = 0x2545_F491_4F6C_DD1Du64;
+    let mut rnd = move |n: u64| {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s % n.max(1)
+    };
+    for round in 0..150 {
+        let window = [1, 160, 2000, 80_000][rnd(4) as usize];
+        let kind = [
+            SampleKind::Law(Codec::Pcma),
+            SampleKind::Law(Codec::Pcmu),
+            SampleKind::Linear,
+        ][rnd(3) as usize];
+        let both = spec(&[(8, Codec::Pcma), (0, Codec::Pcmu)], Some(101));
+        let mut p = Placement::new(
+            [both.clone(), both],
+            kind,
+            PlacementConfig {
+                window_samples: window,
+            },
+        );
+        let mut out = Out::default();
+        let (mut seq, mut ts, mut at) = ([rnd(65536) as u16; 2], [rnd(1 << 32) as u32; 2], T0);
+        for _ in 0..200 {
+            let ch = rnd(2) as usize;
+            // mostly a steady 20 ms stream, sometimes anything
+            match rnd(20) {
+                0 => seq[ch] = rnd(65536) as u16,
+                1 => ts[ch] = rnd(1 << 32) as u32,
+                2 => at = at.wrapping_add(rnd(1 << 36)),
+                3 => at = at.saturating_sub(rnd(1 << 34)),
+                4 => p.pause(Timestamp(at)),
+                5 => p.resume(Timestamp(at)),
+                _ => {}
+            }
+            seq[ch] = seq[ch].wrapping_add(1 + (rnd(4) == 0) as u16);
+            ts[ch] = ts[ch].wrapping_add(160);
+            at = at.wrapping_add(rnd(40) * MS);
+            let len = [0, 1, 160, 1012][rnd(4) as usize];
+            let pt = [8, 0, 101, 18][rnd(4) as usize];
+            let ssrc = if rnd(50) == 0 {
+                rnd(3) as u32
+            } else {
+                ch as u32
+            };
+            let b = rtp(pt, seq[ch], ts[ch], ssrc, &vec![0x33; len]);
+            let c = if ch == 0 {
+                Channel::Left
+            } else {
+                Channel::Right
+            };
+            p.place(c, Timestamp(at), &b, &mut out.sink());
+        }
+        p.flush(&mut out.sink());
+        assert_eq!(out.l.len(), out.r.len(), "round {round}");
+        assert_eq!(out.ll.len(), out.rl.len(), "round {round}");
+        let n = (out.l.len() + out.ll.len()) as i64;
+        assert_eq!(n, p.committed(), "round {round}");
+    }
+}
