@@ -440,7 +440,15 @@ fn streams(msg: &SipMessage) -> Result<(MediaDescription, MediaDescription), Str
             .cloned()
             .ok_or_else(|| format!("no audio stream labelled {label}"))
     };
-    Ok((find("customer")?, find("agent")?))
+    let (customer, agent) = (find("customer")?, find("agent")?);
+    // Both directions would be one 5-tuple, and flows are never told apart by SSRC.
+    if customer.addr == agent.addr && !customer.is_hold() {
+        return Err(format!(
+            "customer and agent streams share the address {}",
+            customer.addr
+        ));
+    }
+    Ok((customer, agent))
 }
 
 fn sidecar_fields(msg: &SipMessage, ruri: &RequestUri, writer: u16) -> Map<String, Value> {

@@ -478,6 +478,35 @@ fn unknown_sessions_bad_uris_and_caller_conf_ids() {
 }
 
 #[test]
+fn both_streams_at_one_address_are_refused_with_488() {
+    // Both directions would share one 5-tuple: the two flow installs collided (the second
+    // overwrote the first) and both parties' packets landed on the right channel.
+    let mut roles = RecordingRoles::new(config(1)).unwrap();
+    let mut req = request("2001", "c");
+    req.agent = media("192.0.2.10:40000", 8, Codec::Pcma);
+    let err = roles.start(t(0), req).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RoleError::Rejected {
+                step: "INVITE",
+                code: 488,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let (_, _, flows, writers) = drain(&mut roles);
+    assert!(flows.is_empty() && writers.is_empty());
+    // Same host, different ports (a hairpin through one media server) is fine.
+    let mut req = request("2001", "c2");
+    req.agent = media("192.0.2.10:40002", 8, Codec::Pcma);
+    roles.start(t(1), req).unwrap();
+    let (_, _, flows, _) = drain(&mut roles);
+    assert_eq!(flows.len(), 2);
+}
+
+#[test]
 fn no_writers_means_503_from_the_rm() {
     let mut roles = RecordingRoles::new(config(0)).unwrap();
     let err = roles.start(t(0), request("2001", "c")).unwrap_err();
