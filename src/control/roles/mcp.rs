@@ -421,7 +421,7 @@ fn keep_address_on_hold(old: &MediaDescription, new: MediaDescription) -> MediaD
     }
 }
 
-fn channel_spec(m: &MediaDescription) -> ChannelSpec {
+pub(super) fn channel_spec(m: &MediaDescription) -> ChannelSpec {
     // heapless::Vec holds 8; an m= line with more G.711 types than that keeps the first 8.
     ChannelSpec {
         payload_types: m.payload_types.iter().copied().take(8).collect(),

@@ -711,6 +711,23 @@ fn pcm16_or_mixed_codecs_ask_for_l16() {
     roles.start(t(0), req).unwrap();
     let (_, traces, _, _) = drain(&mut roles);
     assert!(traces[5].text.contains("format=\"audio/wav;codec=l16\""));
+    // An offer of PCMA and PCMU answered with PCMU: both legs send PCMU, and MSML names the
+    // codec the writer will write (before: l16 while the writer chose mu-law).
+    let mut roles = RecordingRoles::new(config(1)).unwrap();
+    let mut req = request("1", "c");
+    req.customer.payload_types = vec![(8, Codec::Pcma), (0, Codec::Pcmu)];
+    req.customer.all_payload_types = vec![8, 0, 101];
+    req.agent = media("198.51.100.20:50000", 0, Codec::Pcmu);
+    roles.start(t(0), req).unwrap();
+    let (_, traces, _, writers) = drain(&mut roles);
+    assert!(traces[5].text.contains("format=\"audio/wav;codec=pcmu\""));
+    let Some((_, WriterMsg::Start(spec))) = writers.first() else {
+        panic!("no Start first")
+    };
+    assert_eq!(
+        callrec_pipeline::writer::recording::sample_kind(spec),
+        callrec_pipeline::writer::jitter::SampleKind::Law(Codec::Pcmu)
+    );
 }
 
 #[test]
