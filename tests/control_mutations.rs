@@ -304,3 +304,45 @@ fn hold_and_resume_reinvites_keep_the_recording_and_its_flows() {
     assert_eq!((fx.started, fx.stopped), (1, 1));
     assert!(fx.installed.is_empty());
 }
+
+#[test]
+fn capture_times_with_the_top_bit_set_do_not_panic_the_core() {
+    // A damaged pcapng can give any u64 nanoseconds; call tracking compares them with
+    // `nanos_since`, which overflowed (a debug-build panic) before it saturated.
+    let mut c = core();
+    let mut fx = Effects::default();
+    let (ua, ub) = (a("127.0.0.1:15060"), a("127.0.0.1:15070"));
+    let times = [
+        1u64 << 63,
+        (1 << 63) + 1,
+        u64::MAX,
+        5,
+        1_700_000_000_000_000_000,
+        0,
+    ];
+    for (m, t) in CALL.iter().zip(times) {
+        let (src, dst) = if m.starts_with(b"SIP/2.0") {
+            (ub, ua)
+        } else {
+            (ua, ub)
+        };
+        c.handle_sip(Timestamp(t), src, dst, m);
+        drain(&mut c, &mut fx);
+    }
+    for (m, t) in CALL.iter().zip(times.iter().rev()) {
+        let (src, dst) = if m.starts_with(b"SIP/2.0") {
+            (ub, ua)
+        } else {
+            (ua, ub)
+        };
+        c.handle_sip(Timestamp(*t), src, dst, &renamed(m));
+        drain(&mut c, &mut fx);
+        let _ = c.poll_timeout();
+        c.handle_timeout(Timestamp(*t));
+        drain(&mut c, &mut fx);
+    }
+    c.finish(Timestamp(u64::MAX));
+    drain(&mut c, &mut fx);
+    assert_eq!(fx.started, fx.stopped);
+    assert!(fx.installed.is_empty());
+}

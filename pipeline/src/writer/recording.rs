@@ -187,7 +187,7 @@ impl Recording {
         }
         let origin = self.placement.origin();
         let duration = self.placement.committed().max(0) as u64;
-        let last_audio = origin.map(|o| o.plus_nanos(duration * 125_000));
+        let last_audio = origin.map(|o| o.plus_nanos(duration.saturating_mul(125_000)));
         let stop = at.or(last_audio).unwrap_or(self.spec.started);
         let format = match self.placement.kind() {
             SampleKind::Law(Codec::Pcma) => "g711-alaw",
