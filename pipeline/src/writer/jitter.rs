@@ -298,9 +298,14 @@ impl Placement {
                 let diverged = skew.abs_diff(s.skew0) > resync;
                 let confirmed = s.suspect.is_some_and(|p| p.abs_diff(skew) <= resync);
                 if s.ssrc == pkt.ssrc() && !jump && diverged && !confirmed {
+                    // Received but not placed: late, not lost.
+                    let ext_seq = s.ext_seq(pkt.seq());
                     c.counters.late += 1;
                     c.stream = Some(Stream {
                         suspect: Some(skew),
+                        received: s.received + 1,
+                        seq_max_ext: s.seq_max_ext.max(ext_seq),
+                        seq_min_ext: s.seq_min_ext.min(ext_seq),
                         ..s
                     });
                     return;
