@@ -17,9 +17,10 @@ impl Timestamp {
     pub fn as_secs_f64(self) -> f64 {
         self.0 as f64 / 1e9
     }
-    /// Nanoseconds from `earlier` to `self`, negative if `self` is earlier.
+    /// Nanoseconds from `earlier` to `self`, negative if `self` is earlier; saturates at the
+    /// ends of `i64` (a damaged capture can hold any u64).
     pub fn nanos_since(self, earlier: Timestamp) -> i64 {
-        self.0 as i64 - earlier.0 as i64
+        (self.0 as i128 - earlier.0 as i128).clamp(i64::MIN as i128, i64::MAX as i128) as i64
     }
     /// This time moved forward by `nanos`.
     pub fn plus_nanos(self, nanos: u64) -> Timestamp {

@@ -233,7 +233,9 @@ pub(crate) fn unescape(s: &str) -> Result<String, UriError> {
         if bytes[i] == b'%' {
             let hex = s
                 .get(i + 1..i + 3)
+                .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
                 .ok_or_else(|| UriError::Escape(s.to_string()))?;
+            // Both checked as hex digits above: from_str_radix alone would take "+1".
             let v = u8::from_str_radix(hex, 16).map_err(|_| UriError::Escape(s.to_string()))?;
             out.push(v);
             i += 3;
@@ -356,6 +358,17 @@ mod tests {
         for c in cases {
             assert!(RequestUri::parse(c).is_err(), "{c}");
         }
+    }
+
+    #[test]
+    fn escapes_must_be_two_hex_digits() {
+        // "%+1" was read as 0x01: from_str_radix accepts a sign.
+        for bad in ["%+1", "%-1", "%1", "%", "%g0", "%+F"] {
+            assert!(unescape(bad).is_err(), "{bad}");
+            let text = format!("sip:msml=c1@rm;dn={bad};record");
+            assert!(RequestUri::parse(&text).is_err(), "{text}");
+        }
+        assert_eq!(unescape("20%2B1").unwrap(), "20+1");
     }
 
     #[test]

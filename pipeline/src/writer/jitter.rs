@@ -5,7 +5,12 @@
 //! Timeline: position 0 is the capture time of the first packet of either channel (the
 //! origin). A stream's first packet is anchored at its own capture time; later packets go at
 //! `anchor + (rtp_ts - first_ts)`. So the two channels are in step by the capture times of
-//! their first packets, and within a stream the sender's clock decides. Samples are committed
+//! their first packets, and within a stream the sender's clock decides, until the sender's
+//! clock and the capture clock disagree by more than the resync threshold (a timestamp jump
+//! with the same SSRC): then the stream is re-anchored on capture time, once a second packet
+//! confirms the jump (the first one is held back, so a single packet with a damaged capture
+//! time cannot move the stream). A stream whose first packet overtook an earlier one, before
+//! anything was committed, moves the timeline's start back to make room. Samples are committed
 //! once they are older than `newest - window`, where `newest` is the furthest position seen in
 //! the recording; a packet for a committed region is late. Storage is one fixed ring per
 //! channel, allocated when the recording opens; placing a packet allocates nothing.
@@ -20,6 +25,9 @@ pub const RATE: i64 = 8000;
 const NANOS_PER_SAMPLE: i64 = 1_000_000_000 / RATE;
 /// A timestamp step beyond this (either way) re-anchors the stream: 30 s.
 pub const REANCHOR_SAMPLES: i64 = 30 * RATE;
+/// A stream is anchored at most this far (1 h) past the newest audio: a capture time further
+/// ahead is damage in the file, and following it would write that much silence.
+pub const MAX_LEAP_SAMPLES: i64 = 3600 * RATE;
 const DUP_SLOTS: usize = 256;
 /// Largest reorder window accepted (10 s); larger configurations are clamped.
 pub const MAX_WINDOW_SAMPLES: u32 = 10 * RATE as u32;
@@ -35,7 +43,9 @@ pub struct PlacementConfig {
 
 impl Default for PlacementConfig {
     fn default() -> Self {
-        PlacementConfig { window_samples: 2000 }
+        PlacementConfig {
+            window_samples: 2000,
+        }
     }
 }
 
@@ -90,6 +100,11 @@ struct Stream {
     seq_max_ext: i64,
     seq_min_ext: i64,
     received: u64,
+    /// `pos - capture position` at the anchor: the stream's expected skew.
+    skew0: i64,
+    /// Skew of the last packet that disagreed with `skew0` beyond the threshold, held back
+    /// until the next packet confirms (re-anchor) or refutes it.
+    suspect: Option<i64>,
 }
 
 impl Stream {
@@ -217,8 +232,8 @@ impl Placement {
         let origin = self.origin.unwrap_or(t);
         // i128: capture times from a damaged file may be anywhere in u64.
         let ns = t.0 as i128 - origin.0 as i128;
-        ns.div_euclid(NANOS_PER_SAMPLE as i128).clamp(i64::MIN as i128 / 2, i64::MAX as i128 / 2)
-            as i64
+        ns.div_euclid(NANOS_PER_SAMPLE as i128)
+            .clamp(i64::MIN as i128 / 2, i64::MAX as i128 / 2) as i64
     }
 
     /// Places one RTP packet (`bytes` is the whole UDP payload) captured at `ts` on `ch`,
@@ -254,9 +269,12 @@ impl Placement {
         if self.origin.is_none() {
             self.origin = Some(ts);
         }
-        let capture_pos = self.pos_of(ts).max(self.committed);
+        let raw_pos = self.pos_of(ts);
+        let capture_pos = raw_pos
+            .max(self.committed)
+            .min(self.newest.max(self.committed) + MAX_LEAP_SAMPLES);
+        let resync = self.window.max(RATE) as u64;
         let c = &mut self.chans[ci];
-        c.last_codec = Some(codec);
 
         let fresh = |pos: i64| Stream {
             ssrc: pkt.ssrc(),
@@ -266,21 +284,43 @@ impl Placement {
             seq_max_ext: pkt.seq() as i64,
             seq_min_ext: pkt.seq() as i64,
             received: 0,
+            skew0: pos - raw_pos,
+            suspect: None,
         };
         let mut stream = match c.stream {
             None => fresh(capture_pos),
             Some(s) => {
-                let jump = (s.ext_ts(pkt.timestamp()) - s.ts_ref_ext).abs() > REANCHOR_SAMPLES;
-                if s.ssrc != pkt.ssrc() || jump {
+                let ext_ts = s.ext_ts(pkt.timestamp());
+                let jump = (ext_ts - s.ts_ref_ext).abs() > REANCHOR_SAMPLES;
+                // Same SSRC, timestamps in range: does the sender's clock still agree with
+                // the capture clock? A disagreement is believed when the next packet shares it.
+                let skew = ext_ts + s.offset - raw_pos;
+                let diverged = skew.abs_diff(s.skew0) > resync;
+                let confirmed = s.suspect.is_some_and(|p| p.abs_diff(skew) <= resync);
+                if s.ssrc == pkt.ssrc() && !jump && diverged && !confirmed {
+                    // Received but not placed: late, not lost.
+                    let ext_seq = s.ext_seq(pkt.seq());
+                    c.counters.late += 1;
+                    c.stream = Some(Stream {
+                        suspect: Some(skew),
+                        received: s.received + 1,
+                        seq_max_ext: s.seq_max_ext.max(ext_seq),
+                        seq_min_ext: s.seq_min_ext.min(ext_seq),
+                        ..s
+                    });
+                    return;
+                }
+                if s.ssrc != pkt.ssrc() || jump || diverged {
                     c.counters.reanchors += 1;
                     c.lost_before += s.lost();
                     c.placed = [i64::MIN; DUP_SLOTS];
                     fresh(capture_pos)
                 } else {
-                    s
+                    Stream { suspect: None, ..s }
                 }
             }
         };
+        c.last_codec = Some(codec);
         let ext_seq = stream.ext_seq(pkt.seq());
         let slot = ext_seq as usize & (DUP_SLOTS - 1);
         if c.placed[slot] == ext_seq {
@@ -299,8 +339,14 @@ impl Placement {
         }
         c.stream = Some(stream);
 
-        let pos = ext_ts + stream.offset;
-        let end = pos + payload.len() as i64;
+        let mut pos = ext_ts + stream.offset;
+        let mut end = pos + payload.len() as i64;
+        // Before the start of a timeline that has not been written yet (the stream's second
+        // packet came first): move the start back rather than drop the packet.
+        if pos < 0 && self.committed == 0 && self.newest - pos <= self.window && self.shift(-pos) {
+            end -= pos;
+            pos = 0;
+        }
         if end <= self.committed {
             self.chans[ci].counters.late += 1;
             return;
@@ -342,6 +388,41 @@ impl Placement {
                 }
             }
         }
+    }
+
+    /// Moves sample 0 back by `by` samples (nothing committed yet, everything placed fits in
+    /// the window): placed audio moves up, streams' offsets follow. False if the origin
+    /// cannot move back that far.
+    fn shift(&mut self, by: i64) -> bool {
+        let Some(origin) = self.origin else {
+            return false;
+        };
+        let Some(t) = origin.0.checked_sub(by as u64 * NANOS_PER_SAMPLE as u64) else {
+            return false;
+        };
+        let (n, by_u) = (self.newest.max(0) as usize, by as usize);
+        match &mut self.rings {
+            Rings::Law(c, rings) => {
+                for ring in rings {
+                    ring.copy_within(0..n, by_u);
+                    ring[..by_u].fill(c.silence());
+                }
+            }
+            Rings::Linear(rings) => {
+                for ring in rings {
+                    ring.copy_within(0..n, by_u);
+                    ring[..by_u].fill(0);
+                }
+            }
+        }
+        for c in &mut self.chans {
+            if let Some(s) = &mut c.stream {
+                s.offset += by;
+            }
+        }
+        self.origin = Some(Timestamp(t));
+        self.newest += by;
+        true
     }
 
     /// Commits everything placed so far (at Stop or when the ring is abandoned).

@@ -25,15 +25,36 @@ pub struct RecordingOutcome {
     pub write_errors: u64,
 }
 
-/// The samples a recording stores: PCM16 when asked, or when the two legs' preferred codecs
-/// differ; otherwise G.711 in the legs' common law.
+/// The samples a recording stores: PCM16 when asked, or when the legs use different codecs;
+/// otherwise G.711 in the legs' common law.
+///
+/// The legs' lists come from an offer and its answer: an offer of PCMA and PCMU answered
+/// with PCMU alone means both directions use PCMU, although the two preferred codecs differ.
+/// So when one leg's codecs are a strict subset of the other's, that leg (the answer)
+/// decides; only when neither list settles it is the file PCM16.
 pub fn sample_kind(spec: &RecordingSpec) -> SampleKind {
-    if spec.format == OutputFormat::Pcm16 {
+    kind_for(spec.format, &spec.channels)
+}
+
+/// [`sample_kind`] from the format and the two channels alone (the SIP Server role names the
+/// file's codec in MSML before any writer sees the recording).
+pub fn kind_for(format: OutputFormat, channels: &[super::ChannelSpec; 2]) -> SampleKind {
+    if format == OutputFormat::Pcm16 {
         return SampleKind::Linear;
     }
-    match (spec.channels[0].preferred(), spec.channels[1].preferred()) {
-        (Some(a), Some(b)) if a != b => SampleKind::Linear,
-        (Some(a), _) | (None, Some(a)) => SampleKind::Law(a),
+    let [l, r] = channels;
+    let has = |ch: &super::ChannelSpec, c: Codec| ch.payload_types.iter().any(|(_, x)| *x == c);
+    let within = |a: &super::ChannelSpec, b: &super::ChannelSpec| {
+        a.payload_types.iter().all(|(_, c)| has(b, *c))
+    };
+    match (l.preferred(), r.preferred()) {
+        (Some(a), Some(b)) if a == b => SampleKind::Law(a),
+        (Some(a), Some(b)) => match (within(l, r), within(r, l)) {
+            (true, false) => SampleKind::Law(a),
+            (false, true) => SampleKind::Law(b),
+            _ => SampleKind::Linear,
+        },
+        (Some(a), None) | (None, Some(a)) => SampleKind::Law(a),
         (None, None) => SampleKind::Law(Codec::Pcma),
     }
 }
@@ -63,7 +84,15 @@ impl Recording {
             }
         };
         let write_errors = u64::from(error.is_some());
-        Recording { spec, placement, wav, error, write_errors, dirty: false, last_checkpoint: now }
+        Recording {
+            spec,
+            placement,
+            wav,
+            error,
+            write_errors,
+            dirty: false,
+            last_checkpoint: now,
+        }
     }
 
     /// The recording's id.
@@ -88,7 +117,15 @@ impl Recording {
 
     /// Places one RTP packet.
     pub fn rtp(&mut self, item: &RtpItem) {
-        let Recording { placement, wav, error, write_errors, dirty, spec, .. } = self;
+        let Recording {
+            placement,
+            wav,
+            error,
+            write_errors,
+            dirty,
+            spec,
+            ..
+        } = self;
         let mut sink =
             |f: Frames<'_>| write_frames(wav, error, write_errors, dirty, &spec.conf_id, f);
         placement.place(item.channel, item.ts, item.bytes(), &mut sink);
@@ -130,7 +167,15 @@ impl Recording {
     /// time (None when the ring was abandoned: the last packet's time is used).
     pub fn stop(mut self, at: Option<Timestamp>) -> RecordingOutcome {
         {
-            let Recording { placement, wav, error, write_errors, dirty, spec, .. } = &mut self;
+            let Recording {
+                placement,
+                wav,
+                error,
+                write_errors,
+                dirty,
+                spec,
+                ..
+            } = &mut self;
             let mut sink =
                 |f: Frames<'_>| write_frames(wav, error, write_errors, dirty, &spec.conf_id, f);
             placement.flush(&mut sink);
@@ -142,7 +187,7 @@ impl Recording {
         }
         let origin = self.placement.origin();
         let duration = self.placement.committed().max(0) as u64;
-        let last_audio = origin.map(|o| o.plus_nanos(duration * 125_000));
+        let last_audio = origin.map(|o| o.plus_nanos(duration.saturating_mul(125_000)));
         let stop = at.or(last_audio).unwrap_or(self.spec.started);
         let format = match self.placement.kind() {
             SampleKind::Law(Codec::Pcma) => "g711-alaw",
@@ -150,10 +195,15 @@ impl Recording {
             SampleKind::Linear => "pcm16",
         };
         let codec = |ch: Channel, i: usize| {
-            self.placement.last_codec(ch).or(self.spec.channels[i].preferred()).map(Codec::name)
+            self.placement
+                .last_codec(ch)
+                .or(self.spec.channels[i].preferred())
+                .map(Codec::name)
         };
-        let channels =
-            [self.placement.counters(Channel::Left), self.placement.counters(Channel::Right)];
+        let channels = [
+            self.placement.counters(Channel::Left),
+            self.placement.counters(Channel::Right),
+        ];
         let wav_name = self
             .spec
             .wav_path
@@ -174,7 +224,10 @@ impl Recording {
         };
         let json = sidecar::build(&self.spec.sidecar, &facts);
         if let Err(e) = sidecar::write_atomic(&self.spec.sidecar_path, &json) {
-            let msg = format!("cannot write sidecar {}: {e}", self.spec.sidecar_path.display());
+            let msg = format!(
+                "cannot write sidecar {}: {e}",
+                self.spec.sidecar_path.display()
+            );
             self.fail(msg);
         }
         RecordingOutcome {
@@ -205,5 +258,49 @@ fn write_frames(
             error.get_or_insert(e.to_string());
             *wav = None;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(format: OutputFormat, left: &[Codec], right: &[Codec]) -> RecordingSpec {
+        let ch = |cs: &[Codec]| super::super::ChannelSpec {
+            payload_types: cs
+                .iter()
+                .map(|c| (if *c == Codec::Pcmu { 0 } else { 8 }, *c))
+                .collect(),
+            event_pt: None,
+        };
+        RecordingSpec {
+            id: RecordingId(1),
+            conf_id: "c".into(),
+            wav_path: "/x.wav".into(),
+            sidecar_path: "/x.json".into(),
+            format,
+            channels: [ch(left), ch(right)],
+            started: Timestamp(0),
+            sidecar: Default::default(),
+        }
+    }
+
+    #[test]
+    fn the_answer_decides_the_file_codec() {
+        use Codec::{Pcma as A, Pcmu as U};
+        let g = OutputFormat::G711;
+        let kind = |l: &[Codec], r: &[Codec]| sample_kind(&spec(g, l, r));
+        // Before: an offer of A,U answered with U alone gave PCM16 though both legs send U.
+        assert_eq!(kind(&[A, U], &[U]), SampleKind::Law(U));
+        assert_eq!(kind(&[A], &[U, A]), SampleKind::Law(A));
+        assert_eq!(kind(&[A], &[U]), SampleKind::Linear);
+        assert_eq!(kind(&[A, U], &[U, A]), SampleKind::Linear);
+        assert_eq!(kind(&[U], &[U, A]), SampleKind::Law(U));
+        assert_eq!(kind(&[], &[U]), SampleKind::Law(U));
+        assert_eq!(kind(&[], &[]), SampleKind::Law(A));
+        assert_eq!(
+            sample_kind(&spec(OutputFormat::Pcm16, &[A], &[A])),
+            SampleKind::Linear
+        );
     }
 }

@@ -173,6 +173,8 @@ impl McpRole {
         };
         match streams(msg) {
             Ok((customer, agent)) => {
+                let customer = keep_address_on_hold(&d.customer, customer);
+                let agent = keep_address_on_hold(&d.agent, agent);
                 if let Some(rec) = &d.recording {
                     let id = rec.id;
                     self.remove_flows(&d);
@@ -405,7 +407,21 @@ fn flow_keys(d: &Dialog) -> [(FlowKey, Channel); 2] {
     ]
 }
 
-fn channel_spec(m: &MediaDescription) -> ChannelSpec {
+/// A held stream (`c=0.0.0.0`, RFC 2543) or a disabled one (port 0) names no address RTP
+/// comes from; the party still sends (music on hold) and later resumes from where it was, so
+/// its flows stay on the last real address.
+fn keep_address_on_hold(old: &MediaDescription, new: MediaDescription) -> MediaDescription {
+    if new.addr.ip().is_unspecified() || new.addr.port() == 0 {
+        MediaDescription {
+            addr: old.addr,
+            ..new
+        }
+    } else {
+        new
+    }
+}
+
+pub(super) fn channel_spec(m: &MediaDescription) -> ChannelSpec {
     // heapless::Vec holds 8; an m= line with more G.711 types than that keeps the first 8.
     ChannelSpec {
         payload_types: m.payload_types.iter().copied().take(8).collect(),
@@ -424,7 +440,15 @@ fn streams(msg: &SipMessage) -> Result<(MediaDescription, MediaDescription), Str
             .cloned()
             .ok_or_else(|| format!("no audio stream labelled {label}"))
     };
-    Ok((find("customer")?, find("agent")?))
+    let (customer, agent) = (find("customer")?, find("agent")?);
+    // Both directions would be one 5-tuple, and flows are never told apart by SSRC.
+    if customer.addr == agent.addr && !customer.is_hold() {
+        return Err(format!(
+            "customer and agent streams share the address {}",
+            customer.addr
+        ));
+    }
+    Ok((customer, agent))
 }
 
 fn sidecar_fields(msg: &SipMessage, ruri: &RequestUri, writer: u16) -> Map<String, Value> {

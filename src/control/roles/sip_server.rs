@@ -11,6 +11,7 @@ use crate::control::msml::{MsmlRequest, MsmlResult};
 use crate::control::sdp::MediaDescription;
 use crate::control::sip::{SipBuilder, SipMessage};
 use crate::control::uri::{ConfId, ConfIdGenerator, RequestUri};
+use callrec_pipeline::writer::jitter::SampleKind;
 use callrec_pipeline::writer::{Codec, OutputFormat};
 use callrec_pipeline::Timestamp;
 use std::collections::BTreeMap;
@@ -512,7 +513,7 @@ impl SipServerRole {
         let request = match op {
             Op::Start => MsmlRequest::Start {
                 dest: format!("file://{}", s.wav_path.display()),
-                format: record_format(format, s.customer.codec(), s.agent.codec()).to_string(),
+                format: record_format(format, &s.customer, &s.agent).to_string(),
                 conf_id,
             },
             Op::Pause => MsmlRequest::Pause { conf_id },
@@ -613,16 +614,21 @@ fn labelled(m: &MediaDescription, label: &str) -> MediaDescription {
     }
 }
 
-/// The MSML `format` of the recording: the file's codec, as the writer will choose it.
+/// The MSML `format` of the recording: the file's codec, as the writer will choose it (the
+/// same function decides both).
 fn record_format(
     format: OutputFormat,
-    customer: Option<Codec>,
-    agent: Option<Codec>,
+    customer: &MediaDescription,
+    agent: &MediaDescription,
 ) -> &'static str {
-    match (format, customer, agent) {
-        (OutputFormat::G711, Some(Codec::Pcma), Some(Codec::Pcma)) => "audio/wav;codec=pcma",
-        (OutputFormat::G711, Some(Codec::Pcmu), Some(Codec::Pcmu)) => "audio/wav;codec=pcmu",
-        _ => "audio/wav;codec=l16",
+    let channels = [
+        super::mcp::channel_spec(customer),
+        super::mcp::channel_spec(agent),
+    ];
+    match callrec_pipeline::writer::recording::kind_for(format, &channels) {
+        SampleKind::Law(Codec::Pcma) => "audio/wav;codec=pcma",
+        SampleKind::Law(Codec::Pcmu) => "audio/wav;codec=pcmu",
+        SampleKind::Linear => "audio/wav;codec=l16",
     }
 }
 

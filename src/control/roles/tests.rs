@@ -400,6 +400,44 @@ fn media_update_moves_the_flows_and_keeps_the_recording() {
 }
 
 #[test]
+fn hold_reinvite_keeps_the_flows_on_the_real_addresses() {
+    // RFC 2543 hold (c=0.0.0.0) on the customer, port 0 on the agent: neither is where RTP
+    // comes from. Before the fix the flows moved to 0.0.0.0:41000 and :0, so the exact keys
+    // of both directions were lost (only the by-destination fallback still caught packets).
+    let mut roles = RecordingRoles::new(config(1)).unwrap();
+    let id = roles.start(t(0), request("2001", "c")).unwrap();
+    drain(&mut roles);
+    let mut customer = media("0.0.0.0:40000", 8, Codec::Pcma);
+    customer.direction = Direction::SendOnly;
+    let agent = media("198.51.100.20:0", 8, Codec::Pcma);
+    roles.update_media(t(3), id, customer, agent).unwrap();
+    let (lines, _, flows, _) = drain(&mut roles);
+    assert!(lines[2].ends_with("SIP/2.0 200 OK"), "{lines:?}");
+    let left = FlowKey {
+        src: a("192.0.2.10:40000"),
+        dst: a("198.51.100.20:50000"),
+    };
+    let right = FlowKey {
+        src: a("198.51.100.20:50000"),
+        dst: a("192.0.2.10:40000"),
+    };
+    let target = |channel| FlowTarget {
+        writer: 0,
+        recording: RecordingId(1),
+        channel,
+    };
+    assert_eq!(
+        flows,
+        vec![
+            FlowUpdate::Remove(left),
+            FlowUpdate::Remove(right),
+            FlowUpdate::Install(left, target(Channel::Left)),
+            FlowUpdate::Install(right, target(Channel::Right)),
+        ]
+    );
+}
+
+#[test]
 fn unknown_sessions_bad_uris_and_caller_conf_ids() {
     let mut roles = RecordingRoles::new(config(1)).unwrap();
     assert_eq!(
@@ -439,6 +477,35 @@ fn unknown_sessions_bad_uris_and_caller_conf_ids() {
     assert_ne!(again, id);
     assert_eq!(roles.active_sessions(), 1);
     assert_eq!(roles.mcp_load(), &[1]);
+}
+
+#[test]
+fn both_streams_at_one_address_are_refused_with_488() {
+    // Both directions would share one 5-tuple: the two flow installs collided (the second
+    // overwrote the first) and both parties' packets landed on the right channel.
+    let mut roles = RecordingRoles::new(config(1)).unwrap();
+    let mut req = request("2001", "c");
+    req.agent = media("192.0.2.10:40000", 8, Codec::Pcma);
+    let err = roles.start(t(0), req).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RoleError::Rejected {
+                step: "INVITE",
+                code: 488,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let (_, _, flows, writers) = drain(&mut roles);
+    assert!(flows.is_empty() && writers.is_empty());
+    // Same host, different ports (a hairpin through one media server) is fine.
+    let mut req = request("2001", "c2");
+    req.agent = media("192.0.2.10:40002", 8, Codec::Pcma);
+    roles.start(t(1), req).unwrap();
+    let (_, _, flows, _) = drain(&mut roles);
+    assert_eq!(flows.len(), 2);
 }
 
 #[test]
@@ -646,6 +713,23 @@ fn pcm16_or_mixed_codecs_ask_for_l16() {
     roles.start(t(0), req).unwrap();
     let (_, traces, _, _) = drain(&mut roles);
     assert!(traces[5].text.contains("format=\"audio/wav;codec=l16\""));
+    // An offer of PCMA and PCMU answered with PCMU: both legs send PCMU, and MSML names the
+    // codec the writer will write (before: l16 while the writer chose mu-law).
+    let mut roles = RecordingRoles::new(config(1)).unwrap();
+    let mut req = request("1", "c");
+    req.customer.payload_types = vec![(8, Codec::Pcma), (0, Codec::Pcmu)];
+    req.customer.all_payload_types = vec![8, 0, 101];
+    req.agent = media("198.51.100.20:50000", 0, Codec::Pcmu);
+    roles.start(t(0), req).unwrap();
+    let (_, traces, _, writers) = drain(&mut roles);
+    assert!(traces[5].text.contains("format=\"audio/wav;codec=pcmu\""));
+    let Some((_, WriterMsg::Start(spec))) = writers.first() else {
+        panic!("no Start first")
+    };
+    assert_eq!(
+        callrec_pipeline::writer::recording::sample_kind(spec),
+        callrec_pipeline::writer::jitter::SampleKind::Law(Codec::Pcmu)
+    );
 }
 
 #[test]

@@ -1,0 +1,234 @@
+//! The per-packet path allocates nothing: parse + classify + flow lookup over bursts of RTP
+//! frames, and the writer placing and writing that RTP, counted by a global allocator that
+//! counts only on the thread (and only in the span) that asks it to.
+
+use callrec_pipeline::classify::{Class, Classifier, Counters};
+use callrec_pipeline::flow::{Channel, FlowKey, FlowTable, FlowTarget, FlowUpdate, RecordingId};
+use callrec_pipeline::parse::{parse_frame, Ipv4Reassembler, Parsed};
+use callrec_pipeline::port::{Frame, LinkType, BURST};
+use callrec_pipeline::writer::{
+    ChannelSpec, Codec, OutputFormat, RecordingSpec, RtpItem, Writer, WriterConfig, WriterMsg,
+    MAX_RTP_LEN,
+};
+use callrec_pipeline::Timestamp;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+struct Counting;
+
+thread_local! {
+    // const-initialized: reading them never allocates (which would recurse into `alloc`).
+    // Per thread, so tests running in parallel do not count each other's allocations.
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn note() {
+    if COUNTING.with(Cell::get) {
+        ALLOCS.with(|n| n.set(n.get() + 1));
+    }
+}
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note();
+        System.alloc(layout)
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note();
+        System.alloc_zeroed(layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note();
+        System.realloc(ptr, layout, new_size)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Allocations made by `f` on this thread.
+fn allocations<R>(f: impl FnOnce() -> R) -> (u64, R) {
+    let before = ALLOCS.with(Cell::get);
+    COUNTING.with(|c| c.set(true));
+    let r = f();
+    COUNTING.with(|c| c.set(false));
+    (ALLOCS.with(Cell::get) - before, r)
+}
+
+fn a(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+/// Ethernet + IPv4 + UDP around `payload` (checksums are not verified by parse).
+fn eth_ipv4_udp(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
+    let (SocketAddr::V4(s), SocketAddr::V4(d)) = (src, dst) else {
+        panic!("IPv4 only")
+    };
+    let mut f = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00];
+    let total = (20 + 8 + payload.len()) as u16;
+    f.extend_from_slice(&[0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0]);
+    f[16..18].copy_from_slice(&total.to_be_bytes());
+    f.extend_from_slice(&s.ip().octets());
+    f.extend_from_slice(&d.ip().octets());
+    f.extend_from_slice(&s.port().to_be_bytes());
+    f.extend_from_slice(&d.port().to_be_bytes());
+    f.extend_from_slice(&(8 + payload.len() as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(payload);
+    f
+}
+
+fn rtp(seq: u16, ts: u32, ssrc: u32) -> Vec<u8> {
+    let mut b = vec![0x80, 8];
+    b.extend_from_slice(&seq.to_be_bytes());
+    b.extend_from_slice(&ts.to_be_bytes());
+    b.extend_from_slice(&ssrc.to_be_bytes());
+    b.extend_from_slice(&[0x55; 160]);
+    b
+}
+
+#[test]
+fn parse_classify_and_flow_lookup_allocate_nothing() {
+    let classifier = Classifier::default();
+    let mut flows = FlowTable::new();
+    // Many calls' flows, so lookups hit a populated table.
+    for i in 0..500u16 {
+        let key = FlowKey {
+            src: SocketAddr::from(([192, 0, 2, 10], 10000 + 2 * i)),
+            dst: SocketAddr::from(([192, 0, 2, 20], 20000 + 2 * i)),
+        };
+        let target = FlowTarget {
+            writer: 0,
+            recording: RecordingId(u32::from(i)),
+            channel: Channel::Left,
+        };
+        flows.apply(FlowUpdate::Install(key, target));
+    }
+    let mut reasm = Ipv4Reassembler::new(64, 30_000_000_000);
+    // A burst of recorded RTP, unrecorded RTP and a SIP message.
+    let mut frames: Vec<Vec<u8>> = Vec::new();
+    for i in 0..BURST as u16 {
+        let (src, dst) = match i % 3 {
+            0 => (
+                SocketAddr::from(([192, 0, 2, 10], 10000 + 2 * i)),
+                SocketAddr::from(([192, 0, 2, 20], 20000 + 2 * i)),
+            ),
+            1 => (a("198.51.100.1:4000"), a("198.51.100.2:4002")),
+            _ => (
+                a("192.0.2.99:7000"),
+                SocketAddr::from(([192, 0, 2, 20], 20000 + 2 * i)),
+            ),
+        };
+        frames.push(eth_ipv4_udp(src, dst, &rtp(i, u32::from(i) * 160, 7)));
+    }
+    frames.push(eth_ipv4_udp(
+        a("192.0.2.1:5060"),
+        a("192.0.2.2:5060"),
+        b"OPTIONS sip:a@b SIP/2.0\r\n\r\n",
+    ));
+    let mut counters = Counters::default();
+    let mut rtp_seen = 0u64;
+    let (n, ()) = allocations(|| {
+        for round in 0..200u64 {
+            for data in &frames {
+                let frame = Frame {
+                    ts: Timestamp(round * 20_000_000),
+                    link: LinkType::Ethernet,
+                    data,
+                };
+                counters.rx += 1;
+                if let Parsed::Udp(d) = parse_frame(&frame, &mut reasm) {
+                    let class = classifier.classify(d.src, d.dst, d.payload, &flows);
+                    counters.count(class);
+                    rtp_seen += u64::from(matches!(class, Class::Rtp(_)));
+                }
+            }
+        }
+    });
+    assert_eq!(counters.rx, 200 * (BURST as u64 + 1));
+    // 11 of every 32 frames hit an exact flow, 10 the destination fallback.
+    assert_eq!(rtp_seen, 200 * 21);
+    assert_eq!(counters.sip, 200);
+    assert_eq!(n, 0, "the rx path allocated {n} times");
+}
+
+#[test]
+fn writer_places_and_writes_rtp_without_allocating() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut pts = heapless::Vec::new();
+    pts.push((8, Codec::Pcma)).unwrap();
+    let ch = ChannelSpec {
+        payload_types: pts,
+        event_pt: Some(101),
+    };
+    for format in [OutputFormat::G711, OutputFormat::Pcm16] {
+        let id = RecordingId(1);
+        let spec = RecordingSpec {
+            id,
+            conf_id: "alloc".into(),
+            wav_path: dir.path().join("alloc.wav"),
+            sidecar_path: dir.path().join("alloc.json"),
+            format,
+            channels: [ch.clone(), ch.clone()],
+            started: Timestamp(0),
+            sidecar: Default::default(),
+        };
+        let mut w = Writer::new(0, WriterConfig::default());
+        w.handle(WriterMsg::Start(Box::new(spec)), Instant::now());
+        let mut item = RtpItem {
+            recording: id,
+            channel: Channel::Left,
+            ts: Timestamp(0),
+            len: 0,
+            data: [0; MAX_RTP_LEN],
+        };
+        // 20 s of both channels: many window commits and ring laps, with some reordering.
+        let mut packets = Vec::new();
+        for i in 0..1000u16 {
+            let seq = if i % 7 == 3 {
+                i + 1
+            } else if i % 7 == 4 {
+                i - 1
+            } else {
+                i
+            };
+            for (c, ssrc) in [(Channel::Left, 1), (Channel::Right, 2)] {
+                packets.push((
+                    c,
+                    rtp(seq, u32::from(seq) * 160, ssrc),
+                    Timestamp(u64::from(i) * 20_000_000),
+                ));
+            }
+        }
+        let mut feed = |w: &mut Writer, batch: &[(Channel, Vec<u8>, Timestamp)]| {
+            for (c, p, ts) in batch {
+                item.data[..p.len()].copy_from_slice(p);
+                item.len = p.len() as u16;
+                item.channel = *c;
+                item.ts = *ts;
+                w.rtp(&item);
+            }
+        };
+        // Warm-up (the first second): the WAV writer's interleave buffer grows to the
+        // largest commit once; after that nothing may allocate.
+        feed(&mut w, &packets[..100]);
+        let (n, ()) = allocations(|| feed(&mut w, &packets[100..]));
+        assert_eq!(n, 0, "the writer allocated {n} times for 1900 packets");
+        w.handle(
+            WriterMsg::Stop {
+                recording: id,
+                at: Timestamp(20_000_000_000),
+            },
+            Instant::now(),
+        );
+        let r = w.report();
+        assert_eq!((r.packets, r.late, r.recordings_failed), (2000, 0, 0));
+    }
+}
