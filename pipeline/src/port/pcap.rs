@@ -352,7 +352,7 @@ impl TsRes {
                 // n <= 19 after validation, so the power fits.
                 ticks / 10u64.pow((n as u32 - 9).min(19))
             }
-            TsRes::Bin(n) => ((ticks as u128 * 1_000_000_000u128) >> n.min(127)) as u64,
+            TsRes::Bin(n) => u64::try_from((ticks as u128 * 1_000_000_000u128) >> n.min(127)).unwrap_or(u64::MAX),
         }
     }
 }

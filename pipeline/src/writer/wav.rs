@@ -96,6 +96,11 @@ pub struct WavOut {
 impl WavOut {
     /// Creates `path` (truncating) for `kind` samples and writes a valid empty header.
     pub fn create(path: &Path, kind: SampleKind) -> Result<Self, WavError> {
+        // A CTI `dest` may name a directory nobody made yet; the recording must not be lost
+        // for that. (A failure here shows up as the File::create error below.)
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = std::fs::create_dir_all(dir);
+        }
         let file = File::create(path)
             .map_err(|source| WavError::Create { path: path.to_owned(), source })?;
         let out = BufWriter::with_capacity(WRITE_BUFFER, file);

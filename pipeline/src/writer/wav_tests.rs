@@ -113,8 +113,22 @@ fn full_disk_is_an_error_not_a_panic() {
 }
 
 #[test]
-fn create_in_missing_directory_says_so() {
-    let e = WavOut::create(Path::new("/nonexistent-dir/x.wav"), SampleKind::Linear).err().unwrap();
+fn create_where_no_directory_can_be_made_says_so() {
+    // a regular file where a directory should be: neither root nor anyone can make it
+    let d = tempfile::tempdir().unwrap();
+    let blocker = d.path().join("file");
+    std::fs::write(&blocker, b"x").unwrap();
+    let path = blocker.join("x.wav");
+    let e = WavOut::create(&path, SampleKind::Linear).err().unwrap();
     assert!(matches!(e, WavError::Create { .. }));
-    assert!(e.to_string().contains("/nonexistent-dir/x.wav"));
+    assert!(e.to_string().contains(&*path.to_string_lossy()));
+}
+
+#[test]
+fn create_makes_missing_directories() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("a/b/x.wav");
+    let w = WavOut::create(&path, SampleKind::Linear).unwrap();
+    drop(w);
+    assert!(path.exists());
 }
