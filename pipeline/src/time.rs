@@ -22,6 +22,17 @@ impl Timestamp {
     pub fn nanos_since(self, earlier: Timestamp) -> i64 {
         (self.0 as i128 - earlier.0 as i128).clamp(i64::MIN as i128, i64::MAX as i128) as i64
     }
+    /// RFC 3339 UTC with millisecond precision (`2026-11-25T23:15:58.123Z`).
+    pub fn rfc3339_millis(self) -> String {
+        humantime::format_rfc3339_millis(self.system_time()).to_string()
+    }
+    /// RFC 3339 UTC with nanosecond precision (`2026-11-25T23:15:58.123456789Z`).
+    pub fn rfc3339_nanos(self) -> String {
+        humantime::format_rfc3339_nanos(self.system_time()).to_string()
+    }
+    fn system_time(self) -> std::time::SystemTime {
+        std::time::UNIX_EPOCH + std::time::Duration::from_nanos(self.0)
+    }
     /// This time moved forward by `nanos`.
     pub fn plus_nanos(self, nanos: u64) -> Timestamp {
         Timestamp(self.0.saturating_add(nanos))

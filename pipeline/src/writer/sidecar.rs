@@ -32,25 +32,7 @@ pub struct SidecarFacts<'a> {
 
 /// The civil (UTC) RFC 3339 form of a capture time, millisecond precision.
 pub fn rfc3339(t: Timestamp) -> String {
-    let secs = (t.0 / 1_000_000_000) as i64;
-    let millis = (t.0 / 1_000_000) % 1000;
-    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        sod / 3600,
-        sod / 60 % 60,
-        sod % 60
-    )
+    t.rfc3339_millis()
 }
 
 /// The sidecar's JSON object: `base` (the control core's fields) plus `facts`.

@@ -31,28 +31,9 @@ impl TraceRecord {
     }
 }
 
-/// `2026-11-25T23:15:58.000000000Z`. Written by hand (Howard Hinnant's days-to-civil) because
-/// the time zone crates would be the only reason to pull in a date library.
+/// `2026-11-25T23:15:58.000000000Z`.
 pub fn rfc3339(at: Timestamp) -> String {
-    let secs = at.0 / 1_000_000_000;
-    let nanos = at.0 % 1_000_000_000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    at.rfc3339_nanos()
 }
 
 /// A message waiting for delivery.
