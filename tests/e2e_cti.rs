@@ -8,7 +8,8 @@
 //! against its own `callrec run` on its own CTI port, inside ONE #[test]: the capture pace
 //! dominates, and the test harness would otherwise run only as many tests at once as there
 //! are cores. A failing scenario fails the test with its name and message; the others still
-//! run to the end. `CALLREC_CTI_ONLY=name[,name]` runs only those scenarios.
+//! run to the end. `CALLREC_CTI_ONLY=name[,name]` runs only those scenarios;
+//! `CALLREC_CTI_KEEP=1` keeps the capture, files, traces and logs.
 //!
 //! Needs root, `ip netns`, sipp and tshark (CI runs as root); without them it prints a loud
 //! SKIP line and passes.
@@ -292,6 +293,11 @@ fn pause_resume(env: &Env, port: u16) {
     assert!((b_s - (p1 - r.start)).abs() <= 0.025, "silence ends at {b_s:.3} s, the pause at {:.3} s", p1 - r.start);
     assert!(((b_s - a_s) - asked).abs() <= PACE, "silence of {:.3} s for a {asked:.3} s pause", b_s - a_s);
     assert!((a_s - at).abs() <= PACE + 0.04, "silence at {a_s:.3} s, pause requested {at:.3} s after the start");
+    eprintln!(
+        "pause_resume: requests {asked:.3} s apart; sidecar pause {:.3} s; silence {a_s:.3}..{b_s:.3} s ({:.3} s)",
+        p1 - p0,
+        b_s - a_s
+    );
     r.audio(0.0, a_s - 0.05);
     r.audio(b_s + 0.05, r.secs);
 }
@@ -607,6 +613,7 @@ fn robustness(env: &Env, port: u16) {
             }
         };
         assert!(got_error || dropped, "a 1 MB line got neither LINE_TOO_LONG nor a drop");
+        eprintln!("robustness: 1 MB line -> LINE_TOO_LONG {got_error}, dropped {dropped}");
 
         let mut d = Client::connect(addr);
         d.send_raw(b"{\"request\": \"RegisterAddress\", \"ReferenceID\": 1, \"This").expect("send");
@@ -620,6 +627,7 @@ fn robustness(env: &Env, port: u16) {
         let (n, worst) = keeper.join().unwrap_or_else(|_| panic!("the third client was not answered"));
         assert!(n >= 20, "the third client got only {n} answers");
         assert!(worst < Duration::from_secs(1), "the third client waited {worst:?} for an answer");
+        eprintln!("robustness: third client answered {n} times, slowest {worst:?}");
     });
     cr.finish(FINISH);
 
@@ -704,9 +712,10 @@ fn cti_end_to_end() {
             }
         }
     }
-    if !failed.is_empty() {
+    if !failed.is_empty() || std::env::var_os("CALLREC_CTI_KEEP").is_some() {
         // keep the evidence
         let kept = d.keep();
-        panic!("{} scenario(s) failed (files kept in {}):\n{}", failed.len(), kept.display(), failed.join("\n"));
+        eprintln!("e2e_cti: files kept in {}", kept.display());
+        assert!(failed.is_empty(), "{} scenario(s) failed (files kept in {}):\n{}", failed.len(), kept.display(), failed.join("\n"));
     }
 }
