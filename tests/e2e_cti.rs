@@ -577,12 +577,22 @@ fn robustness(env: &Env, port: u16) {
             (n, worst)
         });
         // a flood from a client that never reads
+        // (its answers, ~20 MB, outgrow the socket buffers and the server's queue)
         let flood = sc.spawn(|| {
+            const N: usize = 60_000;
             let mut f = Client::connect(addr);
-            let _ = f.writer.set_write_timeout(Some(Duration::from_secs(3)));
-            let line = b"{\"request\": \"QueryCalls\", \"ReferenceID\": 1}\n".repeat(20_000);
-            let _ = f.send_raw(&line);
-            std::thread::sleep(Duration::from_secs(4));
+            let _ = f.writer.set_write_timeout(Some(Duration::from_secs(5)));
+            let _ = f.send_raw(&b"{\"request\": \"QueryCalls\", \"ReferenceID\": 1}\n".repeat(N));
+            std::thread::sleep(Duration::from_secs(2));
+            let (mut n, until) = (0, Instant::now() + Duration::from_secs(15));
+            let closed = loop {
+                match f.next_event(Duration::from_secs(2)) {
+                    Ok(Some(_)) if Instant::now() < until => n += 1,
+                    Err(_) => break true,
+                    _ => break false,
+                }
+            };
+            (n, closed, N)
         });
 
         let mut m = Client::connect(addr);
@@ -623,7 +633,9 @@ fn robustness(env: &Env, port: u16) {
         assert_eq!(m.calls().len(), 4, "calls listed after the abuse");
         sleep_until(seen + Duration::from_secs(10));
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let _ = flood.join();
+        let (n, closed, sent) = flood.join().unwrap_or_else(|_| panic!("flood client"));
+        assert!(closed && n < sent, "a client that never reads was not dropped ({n} of {sent} answers, closed {closed})");
+        eprintln!("robustness: the non-reading client got {n} of {sent} answers, then was dropped");
         let (n, worst) = keeper.join().unwrap_or_else(|_| panic!("the third client was not answered"));
         assert!(n >= 20, "the third client got only {n} answers");
         assert!(worst < Duration::from_secs(1), "the third client waited {worst:?} for an answer");
