@@ -91,17 +91,15 @@ impl Reference {
                 m.corr[ch] = c;
                 m.offset[ch] = (k as f64 - expected) / RATE;
             }
-            let side = ["left (customer)", "right (agent)"];
-            for ch in 0..2 {
-                if m.corr[ch] < MIN_CORR {
-                    return Err(format!("{} at {:.2} s: correlation {:.3} < {MIN_CORR}; {m:?}", side[ch], m.at, m.corr[ch]));
+            for ((side, corr), offset) in ["left (customer)", "right (agent)"].iter().zip(m.corr).zip(m.offset) {
+                if corr < MIN_CORR {
+                    return Err(format!("{side} at {:.2} s: correlation {corr:.3} < {MIN_CORR}; {m:?}", m.at));
                 }
-                if m.offset[ch].abs() > MAX_OFFSET {
+                if offset.abs() > MAX_OFFSET {
                     return Err(format!(
-                        "{} at {:.2} s holds audio captured {:.0} ms away from its place; {m:?}",
-                        side[ch],
+                        "{side} at {:.2} s holds audio captured {:.0} ms away from its place; {m:?}",
                         m.at,
-                        m.offset[ch] * 1000.0
+                        offset * 1000.0
                     ));
                 }
             }
