@@ -271,6 +271,22 @@ fn pause_resume(env: &Env, port: u16) {
     let ev = c.private(3016, DN, id, json!({}));
     assert_eq!(ev["ErrorCode"], json!(1145), "resume while recording: {ev}");
     cr.finish(FINISH);
+    // the call events this client got, registered on 2001 before the calls: read to the close
+    let mut evs = std::mem::take(&mut c.unsolicited);
+    let until = Instant::now() + Duration::from_secs(5);
+    while let Ok(Some(ev)) = c.next_event(Duration::from_secs(1)) {
+        evs.push(ev);
+        assert!(Instant::now() < until, "events without end");
+    }
+    for conn in &ids {
+        let kinds: Vec<&str> = evs
+            .iter()
+            .filter(|e| e["ConnectionID"] == json!(conn) && e["ThisDN"] == json!(DN) && e["ReferenceID"].is_null())
+            .filter_map(|e| e["event"].as_str())
+            .collect();
+        assert_eq!(kinds, ["EventRinging", "EventEstablished", "EventReleased"], "call events of {conn}: {evs:?}");
+    }
+    assert!(evs.iter().all(|e| e["ThisDN"] != json!(OTHER_DN)), "events for a DN not registered: {evs:?}");
 
     let scs = sidecars(&cr.out);
     assert_eq!(scs.len(), 1, "{scs:?}");
