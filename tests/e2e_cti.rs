@@ -415,8 +415,17 @@ fn unregistered_dn_refused(env: &Env, port: u16) {
 /// the customer; disable_destination stops the destination recording.
 fn route_call(env: &Env, port: u16) {
     let mut cr = Callrec::start(&env.cap, &env.scenario_dir("route_call"), port, &[]);
+    let watch = cti::ctl_spawn(cr.cti, &["watch", "--dn", DN, "--count", "6"]);
     let mut c = Client::connect(cr.cti);
     let (_, seen) = calls_up(&mut c);
+    // `ctl watch`, registered before the calls, prints their ringing and established events
+    let w = watch.output(Duration::from_secs(5));
+    assert_eq!(w.code, 0, "{w:?}");
+    let evs: Vec<Value> = w.stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"))).collect();
+    let kinds: Vec<&str> = evs.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "EventRinging").count(), 3, "{w:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == "EventEstablished").count(), 3, "{w:?}");
+    assert!(evs.iter().all(|e| e["ThisDN"] == json!(DN)), "{w:?}");
     let listed = ctl(cr.cti, &["calls"]);
     assert_eq!(listed.code, 0, "{listed:?}");
     // "<ConnectionID> <state> <recording> <dn,dn>"

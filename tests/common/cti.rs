@@ -285,6 +285,53 @@ pub fn ctl(addr: SocketAddr, args: &[&str]) -> CtlOut {
     }
 }
 
+/// A `callrec ctl` running in the background (e.g. `watch`); killed when dropped.
+pub struct CtlChild(Option<Child>);
+
+/// Starts `callrec ctl --cti ADDR ARGS...` in the background, stdout and stderr piped.
+pub fn ctl_spawn(addr: SocketAddr, args: &[&str]) -> CtlChild {
+    let c = Command::new(env!("CARGO_BIN_EXE_callrec"))
+        .args(["ctl", "--cti", &addr.to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn callrec ctl");
+    CtlChild(Some(c))
+}
+
+impl CtlChild {
+    /// Waits at most `limit` for it to exit by itself; kills it and panics otherwise.
+    pub fn output(mut self, limit: Duration) -> CtlOut {
+        let mut c = self.0.take().expect("child");
+        let until = Instant::now() + limit;
+        while c.try_wait().ok().flatten().is_none() {
+            if Instant::now() >= until {
+                let _ = c.kill();
+                let o = c.wait_with_output().expect("ctl output");
+                panic!("callrec ctl did not end within {limit:?}; printed {}", String::from_utf8_lossy(&o.stdout));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let o = c.wait_with_output().expect("ctl output");
+        CtlOut {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Drop for CtlChild {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// Runs `callrec ctl` and returns the JSON event it printed, asserting exit 0.
 pub fn ctl_ok(addr: SocketAddr, args: &[&str]) -> Value {
     let o = ctl(addr, args);
