@@ -680,6 +680,33 @@ fn robustness(env: &Env, port: u16) {
     r.audio(0.0, r.secs);
 }
 
+/// SIGTERM mid-call finalizes the open recording (valid WAV up to the signal, sidecar) and
+/// exits 0.
+fn sigterm_finalizes(env: &Env, port: u16) {
+    let mut cr = Callrec::start(&env.cap, &env.scenario_dir("sigterm_finalizes"), port, &[]);
+    let mut c = Client::connect(cr.cti);
+    c.register(DN);
+    let (ids, seen) = calls_up(&mut c);
+    sleep_until(seen + Duration::from_secs(1));
+    let ev = c.private(3013, DN, &ids[0], json!({"id": "h11-term"}));
+    assert_eq!(s(&ev, "State"), "recording", "{ev}");
+    sleep_until(seen + Duration::from_secs(5));
+    let t0 = Instant::now();
+    cr.terminate();
+    cr.finish(Duration::from_secs(10));
+    let took = t0.elapsed();
+    assert!(took < Duration::from_secs(3), "SIGTERM took {took:?} to end the run");
+    let scs = sidecars(&cr.out);
+    assert_eq!(scs.len(), 1, "{scs:?}");
+    let r = load(env, &scs[0].0, &scs[0].1);
+    let b = std::fs::read(cr.out.join("h11-term.wav")).expect("wav");
+    assert_eq!(u32::from_le_bytes([b[4], b[5], b[6], b[7]]) as usize + 8, b.len(), "RIFF size not finalized");
+    r.begins_at_start();
+    assert!((3.0..5.0).contains(&r.secs), "{:.2} s recorded between the start and SIGTERM 4 s later", r.secs);
+    assert!((r.start + r.secs - f(&r.sc, "stop")).abs() <= PACE, "file end vs sidecar stop: {}", r.sc);
+    r.audio(0.0, r.secs);
+}
+
 type Scenario = fn(&Env, u16);
 
 #[test]
@@ -694,7 +721,7 @@ fn cti_end_to_end() {
     let cap = d.path().join("lead-in.pcap");
     let first = cti::with_lead_in(&raw, &cap, LEAD).unwrap_or_else(|e| panic!("{e}"));
     let env = Env { cap, first, dir: d.path().to_path_buf(), decoded: OnceLock::new() };
-    let all: [(&str, Scenario); 8] = [
+    let all: [(&str, Scenario); 9] = [
         ("start_mid_call", start_mid_call),
         ("pause_resume", pause_resume),
         ("stop_mid_call", stop_mid_call),
@@ -703,6 +730,7 @@ fn cti_end_to_end() {
         ("agent_login", agent_login),
         ("extensions", extensions),
         ("robustness", robustness),
+        ("sigterm_finalizes", sigterm_finalizes),
     ];
     let only = std::env::var("CALLREC_CTI_ONLY").ok();
     let chosen: Vec<(&str, Scenario)> =

@@ -106,6 +106,13 @@ impl Callrec {
         }
     }
 
+    /// Sends it SIGTERM (through kill(1): the tests use no libc binding).
+    pub fn terminate(&self) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let st = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
+        assert!(st.success(), "kill -TERM {pid} failed");
+    }
+
     /// Its log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
