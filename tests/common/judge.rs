@@ -225,6 +225,24 @@ pub fn media_dns(cap: &Path) -> Result<HashMap<(String, u16), String>, String> {
         .collect())
 }
 
+/// Every media endpoint announced in an SDP body, with the Call-ID of its message:
+/// (Call-ID, ip, port).
+pub fn sdp_media(cap: &Path) -> Result<Vec<(String, String, u16)>, String> {
+    let cap = cap.to_str().ok_or("capture path is not UTF-8")?;
+    let out = tshark(&[
+        "-r", cap, "-Y", "sdp", "-T", "fields", "-E", "separator=|", "-e", "sip.Call-ID", "-e",
+        "sdp.connection_info.address", "-e", "sdp.media.port",
+    ])?;
+    Ok(out
+        .lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split('|').collect();
+            let port = f.get(2)?.split(',').next()?.parse::<u16>().ok()?;
+            Some((f[0].to_string(), f[1].split(',').next().unwrap_or("").to_string(), port))
+        })
+        .collect())
+}
+
 /// Reads a WAV: PCM16, or 8-bit G.711 (format tags 6 A-law / 7 mu-law).
 pub fn read_wav(path: &Path) -> Result<Wav, String> {
     let d = std::fs::read(path).map_err(|e| e.to_string())?;
@@ -419,7 +437,8 @@ pub struct Spectra {
 }
 
 impl Spectra {
-    fn new(wav: Wav) -> Self {
+    /// Caches the spectra of every channel of `wav`.
+    pub fn new(wav: Wav) -> Self {
         let len = wav.chans.first().map_or(0, |c| c.len());
         let n = (len + 8000).next_power_of_two();
         let spec = wav
@@ -449,7 +468,7 @@ impl Spectra {
     }
 
     /// Best normalized cross-correlation of window `a` anywhere in channel `ch`, and where.
-    fn corr(&self, ch: usize, a: &[f64]) -> (f64, usize) {
+    pub fn corr(&self, ch: usize, a: &[f64]) -> (f64, usize) {
         let chan = &self.wav.chans[ch];
         let l = a.len();
         if l == 0 || chan.len() < l {

@@ -1,4 +1,6 @@
 //! Shared support for the end-to-end tests: the recording judge and capture helpers.
 #![allow(dead_code)]
 
+pub mod cti;
 pub mod judge;
+pub mod segment;
