@@ -161,17 +161,18 @@ fn run_capture(port: &mut CaptureFile, dp: &mut Dataplane, cti: &mut Cti, stop: 
             let (t0, w0) = *origin.get_or_insert((frame.ts, Instant::now()));
             let due = w0 + Duration::from_nanos(frame.ts.0.saturating_sub(t0.0));
             // Wait for the frame's time, serving CTI meanwhile.
+            // The time the link has reached, read when each CTI request is handled.
+            let link_now = || Timestamp(t0.0 + w0.elapsed().as_nanos() as u64).max(last_ts);
             loop {
                 if stop.load(Ordering::Relaxed) {
                     break 'outer;
                 }
+                serve_cti(dp, cti, &link_now, Duration::ZERO);
                 let now = Instant::now();
-                let link_now = Timestamp(t0.0 + now.duration_since(w0).as_nanos() as u64).max(last_ts);
-                serve_cti(dp, cti, link_now, Duration::ZERO);
                 if now >= due {
                     break;
                 }
-                serve_cti(dp, cti, link_now, (due - now).min(POLL));
+                serve_cti(dp, cti, &link_now, (due - now).min(POLL));
             }
             last_ts = frame.ts;
             dp.frame(frame, cti);
@@ -193,9 +194,8 @@ fn run_live<P: LivePort>(port: &mut P, dp: &mut Dataplane, cti: &mut Cti, stop: 
             dp.frame(frame, cti);
         }
         drop(burst);
-        let now = wall_now();
-        serve_cti(dp, cti, now, Duration::ZERO);
-        dp.tick(now, cti);
+        serve_cti(dp, cti, &wall_now, Duration::ZERO);
+        dp.tick(wall_now(), cti);
     }
     wall_now()
 }
@@ -223,7 +223,9 @@ fn wall_now() -> Timestamp {
 }
 
 /// Hands every pending CTI input to the control core, waiting up to `wait` for the first.
-fn serve_cti(dp: &mut Dataplane, cti: &mut Cti, now: Timestamp, wait: Duration) {
+/// Each request is stamped with `now()` read as it is handled, so one that arrives late in a
+/// wait is not timed early.
+fn serve_cti(dp: &mut Dataplane, cti: &mut Cti, now: &dyn Fn() -> Timestamp, wait: Duration) {
     let Some(server) = cti.0.as_mut() else {
         if !wait.is_zero() {
             std::thread::sleep(wait);
@@ -233,7 +235,7 @@ fn serve_cti(dp: &mut Dataplane, cti: &mut Cti, now: Timestamp, wait: Duration) 
     let mut next = if wait.is_zero() { server.poll() } else { server.wait(wait) };
     while let Some(input) = next {
         match input {
-            CtiInput::Request { client, line } => dp.control.handle_cti(now, client, line),
+            CtiInput::Request { client, line } => dp.control.handle_cti(now(), client, line),
             CtiInput::Gone { client } => dp.control.cti_client_gone(client),
         }
         dp.drain(cti);
