@@ -153,15 +153,17 @@ pub fn streams(cap: &Path) -> Result<HashMap<StreamKey, Stream>, String> {
     let out = tshark(&[
         "-r", cap, "-o", "rtp.heuristic_rtp:TRUE", "-Y", "rtp && !rtpevent && !icmp", "-T", "fields", "-E",
         "separator=|", "-e", "frame.time_epoch", "-e", "rtp.timestamp", "-e", "rtp.p_type", "-e", "rtp.payload",
-        "-e", "ip.src", "-e", "udp.srcport", "-e", "ip.dst", "-e", "udp.dstport",
+        "-e", "ip.src", "-e", "udp.srcport", "-e", "ip.dst", "-e", "udp.dstport", "-e", "ipv6.src", "-e", "ipv6.dst",
     ])?;
     // per stream: (first arrival time, first ts), and rel ts -> (pt, bytes)
     let mut raw: HashMap<StreamKey, RawStream> = HashMap::new();
     for line in out.lines() {
         let f: Vec<&str> = line.split('|').collect();
-        if f.len() != 8 || f[3].is_empty() || !(f[2] == "0" || f[2] == "8") {
+        if f.len() != 10 || f[3].is_empty() || !(f[2] == "0" || f[2] == "8") {
             continue;
         }
+        // IPv6 streams have empty ip.src/ip.dst and their addresses in the last two fields
+        let (src, dst) = if f[4].is_empty() { (f[8], f[9]) } else { (f[4], f[6]) };
         let (Ok(when), Ok(ts), Ok(sp), Ok(dp)) =
             (f[0].parse::<f64>(), f[1].parse::<u32>(), f[5].parse::<u16>(), f[7].parse::<u16>())
         else {
@@ -173,7 +175,7 @@ pub fn streams(cap: &Path) -> Result<HashMap<StreamKey, Stream>, String> {
             .chunks_exact(2)
             .filter_map(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok())
             .collect();
-        let key = (f[4].to_string(), sp, f[6].to_string(), dp);
+        let key = (src.to_string(), sp, dst.to_string(), dp);
         let e = raw.entry(key).or_insert_with(|| ((when, ts), BTreeMap::new()));
         let rel = ts.wrapping_sub(e.0 .1) as i32 as i64;
         e.1.insert(rel, (f[2].parse().unwrap_or(8), payload));
