@@ -9,6 +9,7 @@
 use crate::config::Config;
 use crate::control::core::{ControlConfig, ControlCore, ControlCounters, CtiClient, Output};
 use crate::cti::protocol::Event;
+use crate::stats::Snapshot;
 use crate::trace::SipTrace;
 use callrec_pipeline::classify::{Class, Classifier, Counters};
 use callrec_pipeline::flow::{FlowTable, FlowTarget};
@@ -72,6 +73,15 @@ impl CtiSink for NoCti {
     fn send(&mut self, _client: CtiClient, _event: &Event) {}
 }
 
+/// What to do with RTP when a writer's ring is full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RingFull {
+    /// Wait for room: capture files, where nothing may be lost and there is no line rate.
+    Wait,
+    /// Count the packet as dropped and go on: live ports, where rx must never stall.
+    Drop,
+}
+
 /// What a run did, for the summary.
 #[derive(Debug, Default)]
 pub struct Summary {
@@ -94,6 +104,7 @@ pub struct Dataplane {
     rings: Vec<rtrb::Producer<WriterMsg>>,
     writers: Vec<JoinHandle<WriterReport>>,
     trace: Option<SipTrace>,
+    ring_full: RingFull,
 }
 
 impl Dataplane {
@@ -127,7 +138,22 @@ impl Dataplane {
             rings,
             writers,
             trace,
+            ring_full: RingFull::Wait,
         })
+    }
+
+    /// Sets what a full writer ring does to RTP (control messages always wait).
+    pub fn set_ring_full(&mut self, policy: RingFull) {
+        self.ring_full = policy;
+    }
+
+    /// The counters as they are now, for `--stats` and `--metrics`.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            packets: self.counters,
+            control: self.control.counters(),
+            active_recordings: self.control.active_recordings() as u64,
+        }
     }
 
     /// One received frame through parse and classify, to the control core or a writer.
@@ -145,7 +171,13 @@ impl Dataplane {
                     }
                     Class::Rtp(target) => {
                         if let Some(ring) = self.rings.get_mut(target.writer as usize) {
-                            push_rtp(ring, target, frame.ts, d.payload);
+                            if self.ring_full == RingFull::Drop && ring.is_full() {
+                                // a drop, not delivered RTP: rx still adds up
+                                self.counters.rtp -= 1;
+                                self.counters.ring_full += 1;
+                            } else {
+                                push_rtp(ring, target, frame.ts, d.payload);
+                            }
                         }
                     }
                     Class::Rtcp | Class::Other(_) => {}

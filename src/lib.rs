@@ -8,4 +8,5 @@ pub mod cti;
 pub mod dataplane;
 pub mod replay;
 pub mod run;
+pub mod stats;
 pub mod trace;

@@ -36,6 +36,12 @@ enum Command {
         /// Listen for CTI (T-Library style JSON lines) clients here, e.g. 127.0.0.1:3000.
         #[arg(long, value_name = "ADDR")]
         cti: Option<SocketAddr>,
+        /// Print the counters to stderr every SECS seconds.
+        #[arg(long, value_name = "SECS")]
+        stats: Option<u64>,
+        /// Serve the counters in Prometheus text format on http://ADDR/metrics.
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<SocketAddr>,
         #[command(flatten)]
         rec: RecordingArgs,
     },
@@ -119,13 +125,14 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e.to_string()),
             }
         }
-        Command::Run { port, cti, rec } => {
+        Command::Run { port, cti, stats, metrics, rec } => {
             let rec = match rec.options() {
                 Ok(r) => r,
                 Err(msg) => return fail(&msg),
             };
             let out = rec.out.clone();
-            match run::run(RunOptions { port, cti, rec }) {
+            let stats = stats.filter(|s| *s > 0).map(std::time::Duration::from_secs);
+            match run::run(RunOptions { port, cti, stats, metrics, rec }) {
                 Ok(s) => {
                     if s.interrupted {
                         println!("stopped by signal; every open recording finalized");
@@ -170,10 +177,10 @@ fn print_summary(s: &Summary, truncated: Option<&str>, wall: std::time::Duration
         c.calls_seen, c.calls_answered, c.recordings_started, c.recordings_failed, c.calls_ended
     );
     println!(
-        "packets: {} read: SIP {} (malformed {}), RTP {}, RTCP {}, other {} (unrecorded UDP {}, keep-alive {}, not RTP {}, oversize {}, not UDP {}, fragments {}), SIP over TCP {} (not yet supported)",
+        "packets: {} read: SIP {} (malformed {}), RTP {}, RTCP {}, other {} (unrecorded UDP {}, keep-alive {}, not RTP {}, oversize {}, not UDP {}, fragments {}), SIP over TCP {} (not yet supported), RTP dropped at a full writer ring {}",
         p.rx, p.sip, c.malformed_sip, p.rtp, p.rtcp,
         p.unrecorded + p.keepalive + p.not_rtp + p.oversize + p.not_udp + p.fragments + p.sip_tcp,
-        p.unrecorded, p.keepalive, p.not_rtp, p.oversize, p.not_udp, p.fragments, p.sip_tcp
+        p.unrecorded, p.keepalive, p.not_rtp, p.oversize, p.not_udp, p.fragments, p.sip_tcp, p.ring_full
     );
     println!(
         "audio: {} recordings written, {} failed; RTP lost {}, late {}, duplicate {}, events {}",

@@ -8,7 +8,8 @@
 use crate::control::core::CtiClient;
 use crate::cti::protocol::Event;
 use crate::cti::server::{CtiInput, CtiServer};
-use crate::dataplane::{CtiSink, Dataplane, RecordingOptions, SetupError, Summary};
+use crate::dataplane::{CtiSink, Dataplane, RecordingOptions, RingFull, SetupError, Summary};
+use crate::stats::StatsReporter;
 use callrec_pipeline::port::af_packet::{AfPacketError, AfPacketOptions, AfPacketPort};
 use callrec_pipeline::port::pcap::{Burst, CaptureFile, PortError};
 use callrec_pipeline::port::tap::{TapError, TapPort};
@@ -50,6 +51,10 @@ pub struct RunOptions {
     pub port: PortSpec,
     /// Where the CTI server listens, if anywhere.
     pub cti: Option<SocketAddr>,
+    /// Print counters to stderr this often.
+    pub stats: Option<Duration>,
+    /// Serve Prometheus text on `http://ADDR/metrics`.
+    pub metrics: Option<SocketAddr>,
     /// Triggers and outputs.
     pub rec: RecordingOptions,
 }
@@ -77,6 +82,9 @@ pub enum RunError {
         /// The OS error.
         err: std::io::Error,
     },
+    /// The metrics address could not be bound.
+    #[error("cannot serve metrics: {0}")]
+    Metrics(std::io::Error),
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
@@ -120,6 +128,7 @@ pub fn run(opts: RunOptions) -> Result<RunSummary, RunError> {
         None => None,
     };
     let mut cti = Cti(server);
+    let mut stats = StatsReporter::new(opts.stats, opts.metrics).map_err(RunError::Metrics)?;
     let outcome = match &opts.port {
         PortSpec::Pcap(path) => {
             let mut port = CaptureFile::open(path)?;
@@ -127,19 +136,21 @@ pub fn run(opts: RunOptions) -> Result<RunSummary, RunError> {
                 tracing::info!(addr = %s.local_addr(), "CTI server listening");
             }
             let mut dp = Dataplane::new(opts.rec)?;
-            let end = run_capture(&mut port, &mut dp, &mut cti, &stop);
+            let end = run_capture(&mut port, &mut dp, &mut cti, &mut stats, &stop);
             (dp.finish(end, &mut cti), port.truncated())
         }
         PortSpec::AfPacket(iface) => {
             let mut port = AfPacketPort::open(iface, AfPacketOptions::default())?;
             let mut dp = Dataplane::new(opts.rec)?;
-            let end = run_live(&mut port, &mut dp, &mut cti, &stop);
+            dp.set_ring_full(RingFull::Drop);
+            let end = run_live(&mut port, &mut dp, &mut cti, &mut stats, &stop);
             (dp.finish(end, &mut cti), None)
         }
         PortSpec::Tap(name) => {
             let mut port = TapPort::open(name)?;
             let mut dp = Dataplane::new(opts.rec)?;
-            let end = run_live(&mut port, &mut dp, &mut cti, &stop);
+            dp.set_ring_full(RingFull::Drop);
+            let end = run_live(&mut port, &mut dp, &mut cti, &mut stats, &stop);
             (dp.finish(end, &mut cti), None)
         }
     };
@@ -148,7 +159,13 @@ pub fn run(opts: RunOptions) -> Result<RunSummary, RunError> {
 }
 
 /// A capture file at capture pace; returns the capture time the link reached.
-fn run_capture(port: &mut CaptureFile, dp: &mut Dataplane, cti: &mut Cti, stop: &AtomicBool) -> Timestamp {
+fn run_capture(
+    port: &mut CaptureFile,
+    dp: &mut Dataplane,
+    cti: &mut Cti,
+    stats: &mut StatsReporter,
+    stop: &AtomicBool,
+) -> Timestamp {
     // The capture clock is pinned to the wall clock at the first packet.
     let mut origin: Option<(Timestamp, Instant)> = None;
     let mut last_ts = Timestamp::default();
@@ -178,6 +195,7 @@ fn run_capture(port: &mut CaptureFile, dp: &mut Dataplane, cti: &mut Cti, stop: 
             dp.frame(frame, cti);
         }
         dp.tick(last_ts, cti);
+        report(stats, dp);
     }
     match origin {
         Some((t0, w0)) if stop.load(Ordering::Relaxed) => Timestamp(t0.0 + w0.elapsed().as_nanos() as u64).max(last_ts),
@@ -187,7 +205,13 @@ fn run_capture(port: &mut CaptureFile, dp: &mut Dataplane, cti: &mut Cti, stop: 
 
 /// A live port until a signal; the clock is the wall clock (packets carry kernel receive
 /// times). Returns the time of the stop.
-fn run_live<P: LivePort>(port: &mut P, dp: &mut Dataplane, cti: &mut Cti, stop: &AtomicBool) -> Timestamp {
+fn run_live<P: LivePort>(
+    port: &mut P,
+    dp: &mut Dataplane,
+    cti: &mut Cti,
+    stats: &mut StatsReporter,
+    stop: &AtomicBool,
+) -> Timestamp {
     while !stop.load(Ordering::Relaxed) {
         let burst = port.rx_burst(POLL);
         for frame in burst.iter() {
@@ -196,6 +220,7 @@ fn run_live<P: LivePort>(port: &mut P, dp: &mut Dataplane, cti: &mut Cti, stop: 
         drop(burst);
         serve_cti(dp, cti, &wall_now, Duration::ZERO);
         dp.tick(wall_now(), cti);
+        report(stats, dp);
     }
     wall_now()
 }
@@ -214,6 +239,14 @@ impl LivePort for AfPacketPort {
 impl LivePort for TapPort {
     fn rx_burst(&mut self, timeout: Duration) -> Burst<'_> {
         TapPort::rx_burst(self, timeout)
+    }
+}
+
+#[inline]
+fn report(stats: &mut StatsReporter, dp: &Dataplane) {
+    let now = Instant::now();
+    if stats.due(now) {
+        stats.report(now, dp.snapshot());
     }
 }
 

@@ -275,6 +275,11 @@ impl ControlCore {
         self.out.pop_front()
     }
 
+    /// Recording sessions in progress.
+    pub fn active_recordings(&self) -> usize {
+        self.roles.active_sessions()
+    }
+
     /// Counters so far.
     pub fn counters(&self) -> ControlCounters {
         ControlCounters { calls_seen: self.tracker.stats().calls, ..self.counters }
