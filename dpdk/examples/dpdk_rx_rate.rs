@@ -12,7 +12,11 @@ use callrec_dpdk::DpdkPort;
 fn main() {
     let mut args = std::env::args().skip(1);
     let file = args.next().unwrap_or_else(|| "examples/demo.pcap".into());
-    let secs: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(5).clamp(1, 600);
+    let secs: u64 = args
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5)
+        .clamp(1, 600);
     let eal = format!(
         "-l 0 --no-huge -m 1024 --no-pci --file-prefix cr-rate-{} --log-level=error --vdev=net_pcap0,rx_pcap={file},infinite_rx=1",
         std::process::id()

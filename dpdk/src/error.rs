@@ -29,7 +29,9 @@ pub enum DpdkError {
     #[error("no DPDK port: add --vdev=net_tap0,iface=NAME or --vdev=net_pcap0,rx_pcap=FILE (or bind a NIC to vfio-pci and drop --no-pci)")]
     NoPort,
     /// The asked port id was not probed.
-    #[error("no DPDK port {port}: {available} port(s) probed; check the --vdev / -a options in --eal")]
+    #[error(
+        "no DPDK port {port}: {available} port(s) probed; check the --vdev / -a options in --eal"
+    )]
     NoSuchPort {
         /// The asked port id.
         port: u16,

@@ -18,7 +18,9 @@ pub struct Mbuf {
 
 impl std::fmt::Debug for Mbuf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Mbuf").field("len", &self.data().len()).finish()
+        f.debug_struct("Mbuf")
+            .field("len", &self.data().len())
+            .finish()
     }
 }
 

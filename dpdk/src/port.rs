@@ -14,6 +14,8 @@ use crate::sys;
 
 /// Rx descriptors asked per queue (the driver may adjust).
 const RX_DESC: u16 = 1024;
+/// Tx descriptors per (unused) tx queue.
+const TX_DESC: u16 = 64;
 /// Per-lcore mempool cache.
 const POOL_CACHE: u32 = 256;
 /// Fewest mbufs in a pool: 2^n - 1 is the mempool's most efficient size.
@@ -80,7 +82,11 @@ impl DpdkPort {
     /// arguments share it), then configures port `port_id` (default: the first probed port)
     /// with `rx_queues` rx queues (RSS on addresses and UDP ports when more than one), one
     /// mbuf pool, promiscuous mode, and starts it.
-    pub fn init(eal_args: &str, port_id: Option<u16>, rx_queues: u16) -> Result<DpdkPort, DpdkError> {
+    pub fn init(
+        eal_args: &str,
+        port_id: Option<u16>,
+        rx_queues: u16,
+    ) -> Result<DpdkPort, DpdkError> {
         if rx_queues == 0 {
             return Err(DpdkError::NoQueues);
         }
@@ -119,7 +125,9 @@ impl DpdkPort {
 
         let mut info = sys::rte_eth_dev_info::default();
         // SAFETY: `port` is valid; `info` is a live struct the call fills.
-        step("rte_eth_dev_info_get", unsafe { sys::rte_eth_dev_info_get(port, &mut info) })?;
+        step("rte_eth_dev_info_get", unsafe {
+            sys::rte_eth_dev_info_get(port, &mut info)
+        })?;
         if rx_queues > info.max_rx_queues {
             return Err(DpdkError::TooManyQueues {
                 port,
@@ -168,12 +176,15 @@ impl DpdkPort {
             conf.rxmode.mq_mode = sys::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_RSS;
             conf.rx_adv_conf.rss_conf.rss_hf = RSS_IP_UDP & info.flow_type_rss_offloads;
         }
+        // We never transmit, but net_tap insists on as many tx queues as rx queues; drivers
+        // that have fewer (net_pcap without tx_pcap) get what they have.
+        let tx_queues = rx_queues.min(info.max_tx_queues);
         // SAFETY: `port` is valid and stopped; `conf` is a live, initialised config.
         step("rte_eth_dev_configure", unsafe {
-            sys::rte_eth_dev_configure(port, rx_queues, 0, &conf)
+            sys::rte_eth_dev_configure(port, rx_queues, tx_queues, &conf)
         })?;
         let mut nb_rxd = RX_DESC;
-        let mut nb_txd = 0u16;
+        let mut nb_txd = TX_DESC;
         // SAFETY: `port` is valid; both pointers are live u16s.
         step("rte_eth_dev_adjust_nb_rx_tx_desc", unsafe {
             sys::rte_eth_dev_adjust_nb_rx_tx_desc(port, &mut nb_rxd, &mut nb_txd)
@@ -183,10 +194,24 @@ impl DpdkPort {
             // SAFETY: `port` is configured with `rx_queues` queues; a NULL rxconf means the
             // driver's defaults; the pool outlives the queue (released after dev_close).
             step("rte_eth_rx_queue_setup", unsafe {
-                sys::rte_eth_rx_queue_setup(port, q, nb_rxd, socket as u32, std::ptr::null(), me.pool.as_ptr())
+                sys::rte_eth_rx_queue_setup(
+                    port,
+                    q,
+                    nb_rxd,
+                    socket as u32,
+                    std::ptr::null(),
+                    me.pool.as_ptr(),
+                )
             })?;
         }
-        // SAFETY: `port` is configured with every rx queue set up.
+        for q in 0..tx_queues {
+            // SAFETY: `port` is configured with `tx_queues` tx queues; NULL txconf means the
+            // driver's defaults.
+            step("rte_eth_tx_queue_setup", unsafe {
+                sys::rte_eth_tx_queue_setup(port, q, nb_txd, socket as u32, std::ptr::null())
+            })?;
+        }
+        // SAFETY: `port` is configured with every queue set up.
         step("rte_eth_dev_start", unsafe { sys::rte_eth_dev_start(port) })?;
         me.started = true;
         // SAFETY: `port` is started. Some virtual devices have no promiscuous switch (they
@@ -204,7 +229,9 @@ impl DpdkPort {
         let n = if queue < self.rx_queues {
             // SAFETY: the port is started and `queue` is one of its set-up rx queues, polled
             // only by this thread (&mut self); `raw` has room for BURST pointers.
-            unsafe { sys::callrec_rte_eth_rx_burst(self.port, queue, raw.as_mut_ptr(), BURST as u16) }
+            unsafe {
+                sys::callrec_rte_eth_rx_burst(self.port, queue, raw.as_mut_ptr(), BURST as u16)
+            }
         } else {
             0
         };

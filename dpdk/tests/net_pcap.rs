@@ -1,6 +1,6 @@
 //! DPDK net_pcap port: every packet of examples/demo.pcap arrives once, byte for byte, in
 //! file order, as the repo's own pcap reader sees it. One test per binary: the EAL starts
-//! once per process. Needs root (DPDK opens /dev/hugepages-less memory and vdevs as root).
+//! once per process. Needs root (skips without).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -9,10 +9,8 @@ use callrec_dpdk::DpdkPort;
 use callrec_pipeline::port::pcap::CaptureFile;
 use callrec_pipeline::port::LinkType;
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
+mod common;
+use common::{file_prefix, is_root, RuntimeDir};
 
 #[test]
 fn net_pcap_delivers_the_capture_exactly() {
@@ -37,9 +35,10 @@ fn net_pcap_delivers_the_capture_exactly() {
     }
     assert!(want.len() > 1000, "demo.pcap has {} packets", want.len());
 
+    let prefix = file_prefix("test");
+    let _rundir = RuntimeDir(prefix.clone());
     let eal = format!(
-        "-l 0 --no-huge -m 1024 --no-pci --file-prefix cr-test-{} --vdev=net_pcap0,rx_pcap={}",
-        std::process::id(),
+        "-l 0 --no-huge -m 1024 --no-pci --file-prefix {prefix} --vdev=net_pcap0,rx_pcap={}",
         file.display()
     );
     let t0 = std::time::SystemTime::now()
@@ -68,7 +67,10 @@ fn net_pcap_delivers_the_capture_exactly() {
         for f in &b {
             assert_eq!(f.link, LinkType::Ethernet);
             assert_eq!(f.ts, ts, "one wall-clock stamp per burst");
-            assert!(f.ts.0 >= t0, "stamped with the wall clock, not the capture's");
+            assert!(
+                f.ts.0 >= t0,
+                "stamped with the wall clock, not the capture's"
+            );
             got.push(f.data.to_vec());
         }
         assert_eq!(b.mbufs().len(), b.len());
