@@ -17,9 +17,9 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(5)
         .clamp(1, 600);
+    let prefix = format!("cr-rate-{}", std::process::id());
     let eal = format!(
-        "-l 0 --no-huge -m 1024 --no-pci --file-prefix cr-rate-{} --log-level=error --vdev=net_pcap0,rx_pcap={file},infinite_rx=1",
-        std::process::id()
+        "-l 0 --no-huge -m 1024 --no-pci --file-prefix {prefix} --log-level=error --vdev=net_pcap0,rx_pcap={file},infinite_rx=1"
     );
     let mut port = match DpdkPort::init(&eal, None, 1) {
         Ok(p) => p,
@@ -60,4 +60,7 @@ fn main() {
         after.imissed - before.imissed,
         after.rx_nombuf - before.rx_nombuf,
     );
+    drop(port);
+    // rte_eal_cleanup leaves its runtime directory behind.
+    let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{prefix}"));
 }
