@@ -21,6 +21,8 @@ mod mbuf;
 #[cfg(feature = "dpdk")]
 mod port;
 #[cfg(feature = "dpdk")]
+mod queue;
+#[cfg(feature = "dpdk")]
 mod sys;
 
 #[cfg(feature = "dpdk")]
@@ -29,3 +31,5 @@ pub use error::DpdkError;
 pub use mbuf::{DpdkBurst, Mbuf};
 #[cfg(feature = "dpdk")]
 pub use port::{DpdkPort, DpdkStats};
+#[cfg(feature = "dpdk")]
+pub use queue::DpdkRxQueue;

@@ -10,6 +10,7 @@ use callrec_pipeline::Timestamp;
 use crate::eal::EalUse;
 use crate::error::{rte_errno, strerror, DpdkError};
 use crate::mbuf::{DpdkBurst, Mbuf};
+use crate::queue::DpdkRxQueue;
 use crate::sys;
 
 /// Rx descriptors asked per queue (the driver may adjust).
@@ -225,64 +226,27 @@ impl DpdkPort {
     /// `rx_queues` gives an empty burst.
     #[inline]
     pub fn rx_burst(&mut self, queue: u16) -> DpdkBurst<'_> {
-        let mut raw = [std::ptr::null_mut::<sys::rte_mbuf>(); BURST];
-        let n = if queue < self.rx_queues {
-            // SAFETY: the port is started and `queue` is one of its set-up rx queues, polled
-            // only by this thread (&mut self); `raw` has room for BURST pointers.
-            unsafe {
-                sys::callrec_rte_eth_rx_burst(self.port, queue, raw.as_mut_ptr(), BURST as u16)
-            }
-        } else {
-            0
-        };
-        let n = usize::from(n).min(BURST);
-        let mut mbufs = heapless::Vec::new();
-        let mut frames = heapless::Vec::new();
-        if n == 0 {
-            return DpdkBurst::new(mbufs, frames);
+        if queue >= self.rx_queues {
+            return DpdkBurst::new(heapless::Vec::new(), heapless::Vec::new());
         }
-        let ts = now();
-        for &p in &raw[..n] {
-            let Some(p) = NonNull::new(p) else { continue };
-            // SAFETY: the driver handed us this mbuf; from now on only the Mbuf frees it, and
-            // the pool outlives it (the burst borrows the port).
-            let m = unsafe { Mbuf::from_raw(p) };
-            if m.is_chained() {
-                self.chained += 1;
-            }
-            let data = m.data();
-            // SAFETY: the bytes live in the mbuf, which the burst keeps until it is dropped;
-            // the burst hands frames out only re-borrowed for its own lifetime.
-            let data: &[u8] = unsafe { std::slice::from_raw_parts(data.as_ptr(), data.len()) };
-            // Cannot fail: at most BURST of each.
-            let _ = frames.push(Frame {
-                ts,
-                link: LinkType::Ethernet,
-                data,
-            });
-            let _ = mbufs.push(m);
-        }
-        self.delivered += frames.len() as u64;
-        DpdkBurst::new(mbufs, frames)
+        // SAFETY: the port is started and `queue` is one of its rx queues, polled only by
+        // this thread (&mut self; `split` hands queues out only under &mut self too).
+        unsafe { receive(self.port, queue, &mut self.delivered, &mut self.chained) }
     }
 
-    /// Counters: the device's and ours. The device's read as zero if the driver refuses.
+    /// One receive handle per rx queue, each `Send`, to poll the queues from different
+    /// threads (e.g. one pinned rx core per queue with RSS spreading flows); the port stays
+    /// borrowed (so open) while they live.
+    pub fn split(&mut self) -> Vec<DpdkRxQueue<'_>> {
+        (0..self.rx_queues)
+            .map(|q| DpdkRxQueue::new(self.port, q))
+            .collect()
+    }
+
+    /// Counters: the device's and ours (frames from `rx_burst`, not from split queues). The
+    /// device's read as zero if the driver refuses.
     pub fn stats(&self) -> DpdkStats {
-        let mut s = sys::rte_eth_stats::default();
-        // SAFETY: the port is valid while we hold it; `s` is a live struct the call fills.
-        let ok = unsafe { sys::rte_eth_stats_get(self.port, &mut s) } == 0;
-        let mut out = DpdkStats {
-            delivered: self.delivered,
-            chained: self.chained,
-            ..DpdkStats::default()
-        };
-        if ok {
-            out.ipackets = s.ipackets;
-            out.imissed = s.imissed;
-            out.ierrors = s.ierrors;
-            out.rx_nombuf = s.rx_nombuf;
-        }
-        out
+        device_stats(self.port, self.delivered, self.chained)
     }
 
     /// The DPDK port id.
@@ -309,6 +273,72 @@ impl Drop for DpdkPort {
         }
         // `_eal` drops after this and cleans the EAL up if this was its last port.
     }
+}
+
+/// Receives up to [`BURST`] frames from `queue` of `port` into RAII mbufs, stamped with the
+/// wall clock read once for the burst, and counts them.
+///
+/// # Safety
+/// `port` is started, `queue` is one of its set-up rx queues, no other thread polls that
+/// queue meanwhile, and the port (with its mempool) outlives the burst (`'a`).
+#[inline]
+pub(crate) unsafe fn receive<'a>(
+    port: u16,
+    queue: u16,
+    delivered: &mut u64,
+    chained: &mut u64,
+) -> DpdkBurst<'a> {
+    let mut raw = [std::ptr::null_mut::<sys::rte_mbuf>(); BURST];
+    // SAFETY: the caller's contract; `raw` has room for BURST pointers.
+    let n = unsafe { sys::callrec_rte_eth_rx_burst(port, queue, raw.as_mut_ptr(), BURST as u16) };
+    let n = usize::from(n).min(BURST);
+    let mut mbufs = heapless::Vec::new();
+    let mut frames = heapless::Vec::new();
+    if n == 0 {
+        return DpdkBurst::new(mbufs, frames);
+    }
+    let ts = now();
+    for &p in &raw[..n] {
+        let Some(p) = NonNull::new(p) else { continue };
+        // SAFETY: the driver handed us this mbuf; from now on only the Mbuf frees it, and the
+        // pool outlives it (the caller's contract).
+        let m = unsafe { Mbuf::from_raw(p) };
+        if m.is_chained() {
+            *chained += 1;
+        }
+        let data = m.data();
+        // SAFETY: the bytes live in the mbuf, which the burst keeps until it is dropped; the
+        // burst hands frames out only re-borrowed for its own lifetime.
+        let data: &'a [u8] = unsafe { std::slice::from_raw_parts(data.as_ptr(), data.len()) };
+        // Cannot fail: at most BURST of each.
+        let _ = frames.push(Frame {
+            ts,
+            link: LinkType::Ethernet,
+            data,
+        });
+        let _ = mbufs.push(m);
+    }
+    *delivered += frames.len() as u64;
+    DpdkBurst::new(mbufs, frames)
+}
+
+/// The device's counters plus the given own ones.
+pub(crate) fn device_stats(port: u16, delivered: u64, chained: u64) -> DpdkStats {
+    let mut s = sys::rte_eth_stats::default();
+    // SAFETY: the caller holds the open port; `s` is a live struct the call fills.
+    let ok = unsafe { sys::rte_eth_stats_get(port, &mut s) } == 0;
+    let mut out = DpdkStats {
+        delivered,
+        chained,
+        ..DpdkStats::default()
+    };
+    if ok {
+        out.ipackets = s.ipackets;
+        out.imissed = s.imissed;
+        out.ierrors = s.ierrors;
+        out.rx_nombuf = s.rx_nombuf;
+    }
+    out
 }
 
 fn now() -> Timestamp {

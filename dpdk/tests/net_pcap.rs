@@ -38,14 +38,15 @@ fn net_pcap_delivers_the_capture_exactly() {
     let prefix = file_prefix("test");
     let _rundir = RuntimeDir(prefix.clone());
     let eal = format!(
-        "-l 0 --no-huge -m 1024 --no-pci --file-prefix {prefix} --vdev=net_pcap0,rx_pcap={}",
-        file.display()
+        "-l 0 --no-huge -m 1024 --no-pci --file-prefix {prefix} --vdev=net_pcap0,rx_pcap={f} --vdev=net_pcap1,rx_pcap={f},rx_pcap={f}",
+        f = file.display()
     );
     let t0 = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos() as u64;
     let mut port = DpdkPort::init(&eal, None, 1).expect("DPDK init");
+    assert_eq!(port.port_id(), 0);
 
     let mut got: Vec<Vec<u8>> = Vec::new();
     let mut max_burst = 0;
@@ -88,5 +89,39 @@ fn net_pcap_delivers_the_capture_exactly() {
     assert_eq!(s.ipackets, want.len() as u64);
     assert_eq!(s.chained, 0);
     assert_eq!((s.imissed, s.rx_nombuf), (0, 0));
+
+    // Port 1 (same EAL): two rx queues, each replaying the file, polled from two threads.
+    let mut two = DpdkPort::init(&eal, Some(1), 2).expect("second port, two queues");
+    let queues = two.split();
+    assert_eq!(queues.len(), 2);
+    let per_queue: Vec<(u16, Vec<Vec<u8>>, u64)> = std::thread::scope(|sc| {
+        let handles: Vec<_> = queues
+            .into_iter()
+            .map(|mut q| {
+                let n = want.len();
+                sc.spawn(move || {
+                    let mut got = Vec::new();
+                    let deadline = Instant::now() + Duration::from_secs(20);
+                    while Instant::now() < deadline && got.len() < n {
+                        for f in &q.rx_burst() {
+                            got.push(f.data.to_vec());
+                        }
+                    }
+                    (q.queue_id(), got, q.stats().delivered)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("rx thread"))
+            .collect()
+    });
+    for (q, got, delivered) in &per_queue {
+        assert_eq!(got.len(), want.len(), "queue {q}");
+        assert_eq!(*delivered, want.len() as u64, "queue {q}");
+        assert!(got == &want, "queue {q} bytes differ");
+    }
+    assert_eq!(two.stats().ipackets, 2 * want.len() as u64);
+    drop(two);
     drop(port);
 }
