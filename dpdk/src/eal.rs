@@ -81,9 +81,21 @@ fn init(args: &str) -> Result<(), DpdkError> {
             .collect(),
     );
     let argc = (argv.len() - 1) as c_int;
+    // rte_eal_init pins the calling thread to the main lcore, and every thread spawned from it
+    // later would inherit that; callrec pins its own threads (--rx-cores, ...), so the
+    // caller's affinity is put back afterwards.
+    // SAFETY: cpu_set_t is plain data; all-zero is a valid empty set.
+    let mut cpus: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::cpu_set_t>();
+    // SAFETY: `cpus` is a live cpu_set_t of `size` bytes; 0 means this thread.
+    let saved = unsafe { libc::sched_getaffinity(0, size, &mut cpus) } == 0;
     // SAFETY: argv holds argc valid NUL-terminated strings followed by NULL, all leaked so
     // they outlive the EAL; the EAL lock serialises calls.
     let r = unsafe { sys::rte_eal_init(argc, argv.as_mut_ptr()) };
+    if saved {
+        // SAFETY: as above; restores what sched_getaffinity read. Failure leaves the EAL's pin.
+        unsafe { libc::sched_setaffinity(0, size, &cpus) };
+    }
     if r < 0 {
         let code = rte_errno();
         return Err(DpdkError::EalInit {

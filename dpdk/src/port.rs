@@ -83,6 +83,10 @@ impl DpdkPort {
     /// arguments share it), then configures port `port_id` (default: the first probed port)
     /// with `rx_queues` rx queues (RSS on addresses and UDP ports when more than one), one
     /// mbuf pool, promiscuous mode, and starts it.
+    ///
+    /// `eal_args` are split on whitespace (no quoting). The calling thread keeps its CPU
+    /// affinity (the EAL's pin to its main lcore is undone). Frames are Ethernet, stamped with
+    /// the wall clock. Threads other than the EAL's may poll (without a mempool cache).
     pub fn init(
         eal_args: &str,
         port_id: Option<u16>,

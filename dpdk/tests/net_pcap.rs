@@ -12,6 +12,21 @@ use callrec_pipeline::port::LinkType;
 mod common;
 use common::{file_prefix, is_root, RuntimeDir};
 
+/// The CPUs this thread may run on.
+fn affinity() -> Vec<usize> {
+    // SAFETY: cpu_set_t is plain data; the call fills the live set of the given size.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        assert_eq!(
+            libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set),
+            0
+        );
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
+    }
+}
+
 #[test]
 fn net_pcap_delivers_the_capture_exactly() {
     if !is_root() {
@@ -45,7 +60,9 @@ fn net_pcap_delivers_the_capture_exactly() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos() as u64;
+    let before = affinity();
     let mut port = DpdkPort::init(&eal, None, 1).expect("DPDK init");
+    assert_eq!(affinity(), before, "the EAL's pin to lcore 0 is undone");
     assert_eq!(port.port_id(), 0);
 
     let mut got: Vec<Vec<u8>> = Vec::new();
