@@ -12,7 +12,12 @@ use crate::sys;
 
 enum State {
     Never,
-    Live { args: String, users: usize },
+    Live {
+        args: String,
+        users: usize,
+        /// Ports open in this process: each may be configured by one `DpdkPort` at a time.
+        ports: Vec<u16>,
+    },
     CleanedUp,
 }
 
@@ -31,7 +36,9 @@ impl EalUse {
         // one of the three values.
         let mut st = EAL.lock().unwrap_or_else(|p| p.into_inner());
         match &mut *st {
-            State::Live { args: live, users } => {
+            State::Live {
+                args: live, users, ..
+            } => {
                 if *live != norm {
                     return Err(DpdkError::EalArgsDiffer { live: live.clone() });
                 }
@@ -45,8 +52,33 @@ impl EalUse {
         *st = State::Live {
             args: norm,
             users: 1,
+            ports: Vec::new(),
         };
         Ok(EalUse(()))
+    }
+}
+
+impl EalUse {
+    /// Marks `port` open; false if it already is (or the EAL is not live).
+    pub(crate) fn claim(&self, port: u16) -> bool {
+        let mut st = EAL.lock().unwrap_or_else(|p| p.into_inner());
+        match &mut *st {
+            State::Live { ports, .. } if !ports.contains(&port) => {
+                ports.push(port);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Marks `port` closed (a no-op if it was not open).
+pub(crate) fn release_port(port: u16) {
+    {
+        let mut st = EAL.lock().unwrap_or_else(|p| p.into_inner());
+        if let State::Live { ports, .. } = &mut *st {
+            ports.retain(|&p| p != port);
+        }
     }
 }
 

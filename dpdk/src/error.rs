@@ -38,6 +38,12 @@ pub enum DpdkError {
         /// How many ports the EAL probed.
         available: u16,
     },
+    /// The port is already open in this process.
+    #[error("DPDK port {port} is already open in this process: open each port once")]
+    PortInUse {
+        /// The port id.
+        port: u16,
+    },
     /// Zero rx queues asked.
     #[error("a DPDK port needs at least one rx queue: check the rx core count")]
     NoQueues,

@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use callrec_pipeline::port::{Frame, LinkType, BURST};
 use callrec_pipeline::Timestamp;
 
-use crate::eal::EalUse;
+use crate::eal::{release_port, EalUse};
 use crate::error::{rte_errno, strerror, DpdkError};
 use crate::mbuf::{DpdkBurst, Mbuf};
 use crate::queue::DpdkRxQueue;
@@ -115,6 +115,11 @@ impl DpdkPort {
                 p
             }
         };
+        if !eal.claim(port) {
+            return Err(DpdkError::PortInUse { port });
+        }
+        // Released on the error paths before `me` exists; `DpdkPort::drop` releases it after.
+        let claim = PortClaim(port);
         let step = |step: &'static str, r: i32| -> Result<(), DpdkError> {
             if r < 0 {
                 Err(DpdkError::Port {
@@ -176,6 +181,7 @@ impl DpdkPort {
             chained: 0,
             _eal: eal,
         };
+        std::mem::forget(claim);
         let mut conf = sys::rte_eth_conf::default();
         if rx_queues > 1 {
             conf.rxmode.mq_mode = sys::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_RSS;
@@ -275,7 +281,17 @@ impl Drop for DpdkPort {
             sys::rte_eth_dev_close(self.port);
             sys::rte_mempool_free(self.pool.as_ptr());
         }
+        release_port(self.port);
         // `_eal` drops after this and cleans the EAL up if this was its last port.
+    }
+}
+
+/// A port claimed in the EAL's table, not yet owned by a `DpdkPort`.
+struct PortClaim(u16);
+
+impl Drop for PortClaim {
+    fn drop(&mut self) {
+        release_port(self.0);
     }
 }
 

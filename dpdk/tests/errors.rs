@@ -52,6 +52,11 @@ fn scenario() {
         "no_port" => out(show(DpdkPort::init(&eal, None, 1))),
         "no_such_port" => out(show(DpdkPort::init(&pcap, Some(9), 1))),
         "too_many_queues" => out(show(DpdkPort::init(&pcap, None, 4))),
+        "in_use" => {
+            let a = DpdkPort::init(&pcap, None, 1);
+            out(show(DpdkPort::init(&pcap, Some(0), 1)));
+            drop(a);
+        }
         "shared_then_cleaned" => {
             let two = format!("{pcap} --vdev=net_pcap1,rx_pcap={}", demo());
             let a = DpdkPort::init(&two, Some(0), 1);
@@ -125,6 +130,11 @@ fn errors() {
     assert_eq!(
         run("too_many_queues"),
         ["ERR DPDK port 0 has at most 1 rx queue(s), 4 asked: lower the rx core count (net_pcap needs one rx_pcap= per queue)"]
+    );
+
+    assert_eq!(
+        run("in_use"),
+        ["ERR DPDK port 0 is already open in this process: open each port once"]
     );
 
     let r = run("shared_then_cleaned");
