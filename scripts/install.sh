@@ -14,6 +14,8 @@ PKGS=(
   python3-numpy     # the shared reference judge (check_recordings.py)
   build-essential   # the Rust toolchain's linker
   pkg-config
+  libdpdk-dev       # DPDK 22.11: the `dpdk` port's libraries and headers (callrec-dpdk)
+  libclang-dev      # bindgen, which generates callrec-dpdk's binding from the DPDK headers
 )
 
 SUDO=()

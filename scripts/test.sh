@@ -13,3 +13,5 @@ else
 fi
 cargo build --release
 cargo test --workspace --release
+# The DPDK port (feature-gated so the workspace builds without libdpdk-dev).
+cargo test -p callrec-dpdk --features dpdk --release
