@@ -30,9 +30,13 @@ enum Command {
     /// capture port; every open recording is finalized on the way out.
     Run {
         /// Where packets come from: `pcap:FILE` (released at capture pace), `af_packet:IFACE`
-        /// (mirror port, promiscuous) or `tap:NAME` (TAP device; created if missing).
+        /// (mirror port, promiscuous), `tap:NAME` (TAP device; created if missing) or `dpdk`.
         #[arg(long, value_name = "SPEC")]
         port: PortSpec,
+        /// EAL arguments for `--port dpdk`, e.g. "-l 0 --no-huge -m 1024 --no-pci
+        /// --file-prefix callrec --vdev=net_tap0,iface=cr0" (build with `--features dpdk`).
+        #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
+        eal: Option<String>,
         /// Listen for CTI (T-Library style JSON lines) clients here, e.g. 127.0.0.1:3000.
         #[arg(long, value_name = "ADDR")]
         cti: Option<SocketAddr>,
@@ -125,14 +129,14 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e.to_string()),
             }
         }
-        Command::Run { port, cti, stats, metrics, rec } => {
+        Command::Run { port, eal, cti, stats, metrics, rec } => {
             let rec = match rec.options() {
                 Ok(r) => r,
                 Err(msg) => return fail(&msg),
             };
             let out = rec.out.clone();
             let stats = stats.filter(|s| *s > 0).map(std::time::Duration::from_secs);
-            match run::run(RunOptions { port, cti, stats, metrics, rec }) {
+            match run::run(RunOptions { port, eal, cti, stats, metrics, rec }) {
                 Ok(s) => {
                     if s.interrupted {
                         println!("stopped by signal; every open recording finalized");

@@ -11,7 +11,8 @@ use crate::cti::server::{CtiInput, CtiServer};
 use crate::dataplane::{CtiSink, Dataplane, RecordingOptions, RingFull, SetupError, Summary};
 use crate::stats::StatsReporter;
 use callrec_pipeline::port::af_packet::{AfPacketError, AfPacketOptions, AfPacketPort};
-use callrec_pipeline::port::pcap::{Burst, CaptureFile, PortError};
+use callrec_pipeline::port::pcap::{CaptureFile, PortError};
+use callrec_pipeline::port::Frame;
 use callrec_pipeline::port::tap::{TapError, TapPort};
 use callrec_pipeline::Timestamp;
 use std::net::SocketAddr;
@@ -29,6 +30,8 @@ pub enum PortSpec {
     AfPacket(String),
     /// `tap:NAME`: a TAP device (created if missing); what the kernel sends into it is read.
     Tap(String),
+    /// `dpdk`: the first DPDK port of the EAL set up by `--eal` (build with `--features dpdk`).
+    Dpdk,
 }
 
 impl std::str::FromStr for PortSpec {
@@ -39,8 +42,8 @@ impl std::str::FromStr for PortSpec {
             ("pcap", f) if !f.is_empty() => Ok(PortSpec::Pcap(PathBuf::from(f))),
             ("af_packet", i) if !i.is_empty() => Ok(PortSpec::AfPacket(i.to_string())),
             ("tap", n) if !n.is_empty() => Ok(PortSpec::Tap(n.to_string())),
-            ("dpdk", _) => Err("port dpdk is not available yet: use pcap:FILE, af_packet:IFACE or tap:NAME".into()),
-            _ => Err(format!("unknown port {s:?}: expected pcap:FILE, af_packet:IFACE or tap:NAME")),
+            ("dpdk", "") => Ok(PortSpec::Dpdk),
+            _ => Err(format!("unknown port {s:?}: expected pcap:FILE, af_packet:IFACE, tap:NAME or dpdk")),
         }
     }
 }
@@ -49,6 +52,8 @@ impl std::str::FromStr for PortSpec {
 pub struct RunOptions {
     /// The port to read.
     pub port: PortSpec,
+    /// EAL arguments for `--port dpdk`.
+    pub eal: Option<String>,
     /// Where the CTI server listens, if anywhere.
     pub cti: Option<SocketAddr>,
     /// Print counters to stderr this often.
@@ -82,6 +87,9 @@ pub enum RunError {
         /// The OS error.
         err: std::io::Error,
     },
+    /// The DPDK port could not be opened (or this build has no DPDK).
+    #[error("{0}")]
+    Dpdk(String),
     /// The metrics address could not be bound.
     #[error("cannot serve metrics: {0}")]
     Metrics(std::io::Error),
@@ -153,6 +161,7 @@ pub fn run(opts: RunOptions) -> Result<RunSummary, RunError> {
             let end = run_live(&mut port, &mut dp, &mut cti, &mut stats, &stop);
             (dp.finish(end, &mut cti), None)
         }
+        PortSpec::Dpdk => run_dpdk(opts.eal.as_deref(), opts.rec, &mut cti, &mut stats, &stop)?,
     };
     let (summary, truncated) = outcome;
     Ok(RunSummary { run: summary, truncated, interrupted: stop.load(Ordering::Relaxed), wall: started.elapsed() })
@@ -213,11 +222,7 @@ fn run_live<P: LivePort>(
     stop: &AtomicBool,
 ) -> Timestamp {
     while !stop.load(Ordering::Relaxed) {
-        let burst = port.rx_burst(POLL);
-        for frame in burst.iter() {
-            dp.frame(frame, cti);
-        }
-        drop(burst);
+        port.rx(POLL, &mut |frame| dp.frame(frame, cti));
         serve_cti(dp, cti, &wall_now, Duration::ZERO);
         dp.tick(wall_now(), cti);
         report(stats, dp);
@@ -225,21 +230,72 @@ fn run_live<P: LivePort>(
     wall_now()
 }
 
-/// A port that never ends: an empty burst only means nothing arrived in time.
+/// A port that never ends: nothing received only means nothing arrived in time.
 trait LivePort {
-    fn rx_burst(&mut self, timeout: Duration) -> Burst<'_>;
+    /// Hands each frame of the next burst to `each`, waiting up to `timeout` for one.
+    fn rx(&mut self, timeout: Duration, each: &mut dyn FnMut(&Frame<'_>));
 }
 
 impl LivePort for AfPacketPort {
-    fn rx_burst(&mut self, timeout: Duration) -> Burst<'_> {
-        AfPacketPort::rx_burst(self, timeout)
+    fn rx(&mut self, timeout: Duration, each: &mut dyn FnMut(&Frame<'_>)) {
+        self.rx_burst(timeout).iter().for_each(each);
     }
 }
 
 impl LivePort for TapPort {
-    fn rx_burst(&mut self, timeout: Duration) -> Burst<'_> {
-        TapPort::rx_burst(self, timeout)
+    fn rx(&mut self, timeout: Duration, each: &mut dyn FnMut(&Frame<'_>)) {
+        self.rx_burst(timeout).iter().for_each(each);
     }
+}
+
+#[cfg(feature = "dpdk")]
+impl LivePort for callrec_dpdk::DpdkPort {
+    fn rx(&mut self, timeout: Duration, each: &mut dyn FnMut(&Frame<'_>)) {
+        // A poll-mode driver never blocks: poll, and back off briefly when idle so that a
+        // quiet link does not spin a core the writers may need (this machine has two).
+        let deadline = Instant::now() + timeout;
+        loop {
+            let burst = self.rx_burst(0);
+            if !burst.frames().is_empty() {
+                burst.frames().iter().for_each(each);
+                return;
+            }
+            drop(burst);
+            if Instant::now() >= deadline {
+                return;
+            }
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+}
+
+#[cfg(feature = "dpdk")]
+fn run_dpdk(
+    eal: Option<&str>,
+    rec: RecordingOptions,
+    cti: &mut Cti,
+    stats: &mut StatsReporter,
+    stop: &AtomicBool,
+) -> Result<(Summary, Option<String>), RunError> {
+    let eal = eal.ok_or_else(|| RunError::Dpdk("--port dpdk needs --eal \"ARGS\", e.g. --eal \"-l 0 --no-huge -m 1024 --no-pci --file-prefix callrec --vdev=net_tap0,iface=cr0\"".into()))?;
+    let mut port = callrec_dpdk::DpdkPort::init(eal, None, 1).map_err(|e| RunError::Dpdk(e.to_string()))?;
+    let mut dp = Dataplane::new(rec)?;
+    dp.set_ring_full(RingFull::Drop);
+    let end = run_live(&mut port, &mut dp, cti, stats, stop);
+    Ok((dp.finish(end, cti), None))
+}
+
+#[cfg(not(feature = "dpdk"))]
+fn run_dpdk(
+    _eal: Option<&str>,
+    _rec: RecordingOptions,
+    _cti: &mut Cti,
+    _stats: &mut StatsReporter,
+    _stop: &AtomicBool,
+) -> Result<(Summary, Option<String>), RunError> {
+    Err(RunError::Dpdk(
+        "this callrec was built without DPDK: rebuild with `cargo build --release --features dpdk` (needs libdpdk-dev, libclang-dev, pkg-config)".into(),
+    ))
 }
 
 #[inline]
@@ -287,7 +343,7 @@ mod tests {
         assert_eq!("af_packet:eth0".parse::<PortSpec>(), Ok(PortSpec::AfPacket("eth0".into())));
         assert_eq!("tap:cr0".parse::<PortSpec>(), Ok(PortSpec::Tap("cr0".into())));
         assert!("tap:".parse::<PortSpec>().is_err());
-        assert!("dpdk".parse::<PortSpec>().unwrap_err().contains("not available yet"));
+        assert_eq!("dpdk".parse::<PortSpec>(), Ok(PortSpec::Dpdk));
         assert!("eth0".parse::<PortSpec>().unwrap_err().contains("expected pcap:FILE"));
     }
 }
