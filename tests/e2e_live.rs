@@ -1,0 +1,259 @@
+//! End-to-end on live ports: `callrec run --port af_packet:VETH` and `--port tap:TAP` (fed by
+//! tc mirroring) inside the agent namespace of scripts/live-setup.sh, real SIPp calls across a
+//! veth, SIGTERM, then every call judged against tshark's decode of a tcpdump capture taken on
+//! the same veth.
+//!
+//! Every live call plays the same audio, so a call may only match the WAV whose sidecar names
+//! its SIP Call-ID (found from the SDP addresses in the capture); a recorder that swapped two
+//! calls would fail. The run summary's packet counters must add up (rx = SIP + RTP + RTCP +
+//! other) and rx must equal the frames the reference capture holds.
+//!
+//! Needs root, `ip netns`, tc, sipp and tcpdump; without them each test prints a loud SKIP line
+//! and passes. The two tests run one after the other (a lock), so their timings are their own.
+
+mod common;
+
+use common::judge::{self, Limits, StreamKey};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::Instant;
+
+const DN: &str = "2001";
+const LEFT_SRC: &str = "192.0.2.10";
+const CALLS: usize = 10;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Whether the live setup can run here; prints why not.
+fn can_run(test: &str) -> bool {
+    let is_root = Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false);
+    let netns = Command::new("ip").args(["netns", "list"]).output().map(|o| o.status.success()).unwrap_or(false);
+    let tools = ["sipp", "tcpdump", "tc", "tshark"]
+        .iter()
+        .all(|t| Command::new("sh").args(["-c", &format!("command -v {t}")]).output().is_ok_and(|o| o.status.success()));
+    if is_root && netns && tools {
+        return true;
+    }
+    eprintln!(
+        "\n!!!!!!!! SKIP {test}: needs root, `ip netns`, tc, sipp, tcpdump and tshark \
+         (root={is_root} netns={netns} tools={tools}); run scripts/install.sh and the tests as root !!!!!!!!\n"
+    );
+    false
+}
+
+/// What live-setup.sh printed: callrec's summary lines and its own trailer.
+struct LiveRun {
+    stdout: String,
+    stderr: String,
+    capture: PathBuf,
+}
+
+impl LiveRun {
+    fn field(&self, key: &str) -> Option<&str> {
+        self.stdout.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
+    }
+}
+
+impl std::fmt::Display for LiveRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr)
+    }
+}
+
+/// Runs scripts/live-setup.sh for `port` (af_packet or tap) with 10 calls, 5 at once, 6 s, PCMA.
+fn live(port: &str, dir: &Path) -> LiveRun {
+    let capture = dir.join("capture.pcap");
+    let t = Instant::now();
+    let out = Command::new("timeout")
+        .arg("240")
+        .arg(root().join("scripts/live-setup.sh"))
+        .args(["--port", port, "--callrec", env!("CARGO_BIN_EXE_callrec"), "--dn", DN])
+        .args(["--calls", &CALLS.to_string(), "--concurrent", "5", "--length", "6", "--codec", "PCMA"])
+        .arg("--out")
+        .arg(dir.join("out"))
+        .arg("--capture")
+        .arg(&capture)
+        .arg("--")
+        .arg("--sip-trace")
+        .arg(dir.join("sip-trace.txt"))
+        .output()
+        .expect("run live-setup.sh");
+    let run = LiveRun {
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        capture,
+    };
+    eprintln!("live {port}: {:.1} s in all\n{}", t.elapsed().as_secs_f64(), run.stderr.trim_end());
+    assert!(out.status.success(), "live-setup.sh --port {port} failed ({:?})\n{run}", out.status);
+    assert_eq!(run.field("callrec-exit"), Some("0"), "callrec did not exit 0 after SIGTERM\n{run}");
+    assert!(run.stdout.contains("stopped by signal"), "callrec did not say a signal stopped it\n{run}");
+    run
+}
+
+/// The numbers of the summary's `packets:` line: rx, SIP, RTP, RTCP, other, and the
+/// parenthesized parts of other.
+fn packet_counters(run: &LiveRun) -> (u64, u64, u64, u64, u64, Vec<u64>) {
+    let line = run.stdout.lines().find(|l| l.starts_with("packets: ")).unwrap_or_else(|| panic!("no packets: line\n{run}"));
+    let nums: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().expect("number"))
+        .collect();
+    // packets: RX read: SIP S (malformed M), RTP R, RTCP C, other O (unrecorded U, keep-alive K,
+    // not RTP N, oversize Z, not UDP X, fragments F), SIP over TCP T
+    assert_eq!(nums.len(), 13, "unexpected packets: line {line:?}");
+    (nums[0], nums[1], nums[3], nums[4], nums[5], nums[6..].to_vec())
+}
+
+/// Frames in a classic pcap file (what tcpdump -w writes).
+fn pcap_frames(path: &Path) -> u64 {
+    let d = std::fs::read(path).expect("read capture");
+    assert!(d.len() >= 24, "capture too short");
+    let le = match &d[..4] {
+        [0xd4, 0xc3, 0xb2, 0xa1] | [0x4d, 0x3c, 0xb2, 0xa1] => true,
+        [0xa1, 0xb2, 0xc3, 0xd4] | [0xa1, 0xb2, 0x3c, 0x4d] => false,
+        m => panic!("not a pcap file: magic {m:02x?}"),
+    };
+    let (mut at, mut n) = (24usize, 0u64);
+    while at + 16 <= d.len() {
+        let b = [d[at + 8], d[at + 9], d[at + 10], d[at + 11]];
+        let incl = if le { u32::from_le_bytes(b) } else { u32::from_be_bytes(b) } as usize;
+        at += 16 + incl;
+        n += 1;
+    }
+    n
+}
+
+/// Frames of the capture tshark shows for `filter`.
+fn tshark_count(cap: &Path, filter: &str) -> u64 {
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(cap)
+        .args(["-Y", filter, "-T", "fields", "-e", "frame.number"])
+        .output()
+        .expect("run tshark");
+    assert!(out.status.success(), "tshark -Y {filter}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()).count() as u64
+}
+
+/// rx = SIP + RTP + RTCP + other, other = its parts, rx = every frame of the reference capture,
+/// and SIP / RTP as tshark counts them (ICMP errors quote RTP headers: not RTP).
+fn assert_counters(run: &LiveRun) {
+    let (rx, sip, rtp, rtcp, other, parts) = packet_counters(run);
+    assert_eq!(other, parts.iter().sum::<u64>(), "other != the sum of its parts\n{run}");
+    assert_eq!(rx, sip + rtp + rtcp + other, "rx != SIP + RTP + RTCP + other\n{run}");
+    let frames = pcap_frames(&run.capture);
+    assert_eq!(rx, frames, "callrec read {rx} frames, the capture on the same veth holds {frames}\n{run}");
+    let t_sip = tshark_count(&run.capture, "sip && !icmp");
+    let t_rtp = tshark_count(&run.capture, "rtp && !icmp");
+    assert_eq!(sip, t_sip, "callrec counted {sip} SIP datagrams, tshark {t_sip}\n{run}");
+    assert_eq!(rtp + rtcp, t_rtp, "callrec counted {rtp} RTP + {rtcp} RTCP, tshark {t_rtp} RTP (every call is recorded)\n{run}");
+}
+
+/// Media endpoint (ip, port) announced in SDP -> the SIP Call-ID of that SDP.
+fn call_ids_by_media(cap: &Path) -> HashMap<(String, u16), String> {
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(cap)
+        .args(["-Y", "sdp && !icmp", "-T", "fields", "-E", "separator=|"])
+        .args(["-e", "sip.Call-ID", "-e", "sdp.connection_info.address", "-e", "sdp.media.port"])
+        .output()
+        .expect("run tshark");
+    assert!(out.status.success(), "tshark: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split('|').collect();
+            let port = f.get(2)?.split(',').next()?.parse().ok()?;
+            Some(((f.get(1)?.split(',').next()?.to_string(), port), f[0].to_string()))
+        })
+        .collect()
+}
+
+fn sidecar(wav: &Path) -> serde_json::Value {
+    let p = wav.with_extension("json");
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("sidecar {}: {e}", p.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("sidecar {}: {e}", p.display()))
+}
+
+/// A WAV is final: RIFF size = file length - 8, the data chunk runs exactly to the end.
+fn assert_final(wav: &Path) {
+    let d = std::fs::read(wav).expect("read wav");
+    assert!(d.len() >= 44 && &d[..4] == b"RIFF" && &d[8..12] == b"WAVE", "{}: not RIFF/WAVE", wav.display());
+    let u32at = |i: usize| u32::from_le_bytes([d[i], d[i + 1], d[i + 2], d[i + 3]]) as usize;
+    assert_eq!(u32at(4), d.len() - 8, "{}: RIFF size not final", wav.display());
+    let mut at = 12;
+    while at + 8 <= d.len() {
+        let size = u32at(at + 4);
+        if &d[at..at + 4] == b"data" {
+            assert_eq!(at + 8 + size, d.len(), "{}: data chunk size not final", wav.display());
+            assert!(size > 0, "{}: no audio", wav.display());
+            return;
+        }
+        at += 8 + size + (size & 1);
+    }
+    panic!("{}: no data chunk", wav.display());
+}
+
+/// Every call to DN recorded in the WAV whose sidecar names its Call-ID, left = customer,
+/// corr >= 0.97, in step within 80 ms, every file final; nothing else recorded.
+fn assert_recorded(run: &LiveRun, out: &Path) {
+    let cap = &run.capture;
+    let ids = call_ids_by_media(cap);
+    let call_of = |c: &StreamKey, a: &StreamKey| {
+        ids.get(&(c.0.clone(), c.1)).or_else(|| ids.get(&(a.0.clone(), a.1))).cloned()
+    };
+    let holds = |c: &StreamKey, a: &StreamKey, wav: &Path| {
+        let Some(id) = call_of(c, a) else { return false };
+        sidecar(wav)["call_ids"].as_array().is_some_and(|v| v.iter().any(|x| x.as_str() == Some(id.as_str())))
+    };
+    let t = Instant::now();
+    let r = judge::judge_with(cap, out, LEFT_SRC, Limits::default(), holds).expect("judge");
+    eprintln!("judged in {:.1} s\n{r}", t.elapsed().as_secs_f64());
+    let to_dn: Vec<_> = r.calls_to(DN).collect();
+    assert_eq!(to_dn.len(), CALLS, "capture holds {} calls to {DN}, expected {CALLS}\n{r}\n{run}", to_dn.len());
+    for c in &to_dn {
+        assert!(c.problem.is_none(), "call not recorded correctly: {:?}\n{r}\n{run}", c.problem);
+        assert!(call_of(&c.customer, &c.agent).is_some(), "no Call-ID for {:?}\n{r}", c.customer);
+    }
+    for c in r.calls.iter().filter(|c| c.dn.as_deref() != Some(DN)) {
+        assert!(c.file.is_none(), "a call to {:?} was recorded in {:?}\n{r}", c.dn, c.file);
+    }
+    assert_eq!(r.wavs.len(), CALLS, "expected exactly one WAV per call to {DN}\n{r}\n{run}");
+    assert!(r.unreadable.is_empty(), "unreadable WAVs\n{r}");
+    for w in &r.wavs {
+        assert_final(w);
+        let s = sidecar(w);
+        assert_eq!(s["failed"], false, "{}: sidecar says failed", w.display());
+        assert_eq!(s["dn"], DN, "{}: sidecar dn", w.display());
+        assert!(s["stop"].as_f64().is_some(), "{}: sidecar without stop time (not final)", w.display());
+    }
+}
+
+fn live_test(port: &str) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let d = tempfile::Builder::new().prefix(&format!("callrec-live-{port}-")).tempdir().expect("tempdir");
+    let run = live(port, d.path());
+    assert_counters(&run);
+    assert_recorded(&run, &d.path().join("out"));
+}
+
+#[test]
+fn af_packet_records_live_sipp_calls() {
+    if can_run("af_packet_records_live_sipp_calls") {
+        live_test("af_packet");
+    }
+}
+
+#[test]
+fn tap_mirrored_by_tc_records_live_sipp_calls() {
+    if can_run("tap_mirrored_by_tc_records_live_sipp_calls") {
+        live_test("tap");
+    }
+}
