@@ -5,13 +5,18 @@
 #
 # usage: live-setup.sh --port af_packet|tap --out DIR --capture FILE [--callrec BIN]
 #          [--calls N] [--concurrent C] [--length SECONDS] [--codec PCMA|PCMU] [--dn DN]
-#          [--other-dn DN] [--other-calls K] [--stop-timeout SECONDS] [-- CALLREC-ARGS...]
+#          [--other-dn DN] [--other-calls K] [--stop-at SECONDS] [--stop-timeout SECONDS]
+#          [-- CALLREC-ARGS...]
 #   --port af_packet  callrec reads af_packet:<agent veth> (promiscuous: both directions)
 #   --port tap        callrec creates tap:<name> in the agent namespace; once it is up, tc
 #                     mirrors the agent veth's ingress and egress into it (clsact + u32 match-all
 #                     + mirred: this kernel has no matchall/flower classifier)
 #   --capture FILE    the reference capture: tcpdump on the agent veth, every frame (not only
 #                     UDP), so its packet count is what callrec's port saw
+#   --stop-at S       SIGTERM callrec S seconds after the first call starts, mid-call (the calls
+#                     run on; callrec must finalize every open recording); the capture then
+#                     holds more than callrec read
+#   --stop-timeout S  callrec must exit within S seconds of SIGTERM (default 30)
 #   CALLREC-ARGS      passed to `callrec run` after --port/--out/--record-dn (e.g. --sip-trace T)
 # Every call plays the same audio (SIPp's play_pcap_audio of two sox-made files): unlike
 # make-capture.sh nothing can rewrite live packets per stream, so judge each call by its
@@ -19,8 +24,9 @@
 # reach the port: every frame callrec reads is one the calls made (plus ARP).
 # Sequence: namespaces -> callrec (port open) -> [tc mirror] -> tcpdump -> SIPp -> tcpdump stop
 # -> SIGTERM callrec -> wait for its exit. Namespaces are always deleted.
-# prints callrec's stdout, then "callrec-exit RC", "stop-ms MS" (SIGTERM to exit),
-# "calls-s S", "left-src 192.0.2.10", "dn DN", "other-dn DN", "calls N K", "capture FILE".
+# prints callrec's stdout, then "callrec-exit RC", "stop-ms MS" (SIGTERM to exit), "sigterm-ns NS"
+# (wall clock when SIGTERM was sent), "calls-s S", "left-src 192.0.2.10", "dn DN",
+# "other-dn DN", "calls N K", "capture FILE".
 # Exit status: 0 when SIPp's calls all completed and callrec exited 0 after SIGTERM.
 # Needs root (ip netns, tc), sipp, tcpdump, sox, python3.
 set -euo pipefail
@@ -30,7 +36,7 @@ PY=/usr/bin/python3; [ -x "$PY" ] || PY=python3
 
 PORT="" OUT="" CAP="" CALLREC="$HERE/../target/release/callrec"
 CALLS=10 CONC=5 LEN=6 CODEC=PCMA DN=2001 OTHER_DN=2999 OTHER_CALLS=0 STOP_TIMEOUT=30
-EXTRA=()
+STOP_AT="" EXTRA=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --port) PORT="$2"; shift 2 ;;
@@ -45,8 +51,9 @@ while [ $# -gt 0 ]; do
     --other-dn) OTHER_DN="$2"; shift 2 ;;
     --other-calls) OTHER_CALLS="$2"; shift 2 ;;
     --stop-timeout) STOP_TIMEOUT="$2"; shift 2 ;;
+    --stop-at) STOP_AT="$2"; shift 2 ;;
     --) shift; EXTRA=("$@"); break ;;
-    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
     *) echo "live-setup.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -69,7 +76,7 @@ TAG="crl$$"
 NS_C="$TAG-cust" NS_A="$TAG-agent"
 VETH_C="$TAG-c" VETH_A="$TAG-a" TAP="$TAG-t"
 WORK="$(mktemp -d /tmp/callrec-live.XXXXXX)"
-TCPDUMP_PID="" UAS_PID="" CALLREC_PID=""
+TCPDUMP_PID="" UAS_PID="" CALLREC_PID="" UAC_PID=""
 ms() { date +%s%3N; }
 
 cleanup() {
@@ -168,9 +175,31 @@ OTHER_PID=""
 if [ "$OTHER_CALLS" -gt 0 ]; then
   uac "$OTHER_DN" "$OTHER_CALLS" 5062 40000 & OTHER_PID=$!
 fi
+# SIGTERM, then wait for callrec to finalize and exit
+T_STOP="" T_EXIT="" crc=""
+stop_callrec() {
+  T_STOP=$(ms)
+  STOP_NS=$(date +%s%N)
+  kill -TERM "$CALLREC_PID"
+  for _ in $(seq $((STOP_TIMEOUT * 10))); do
+    if ! kill -0 "$CALLREC_PID" 2>/dev/null; then
+      crc=0; wait "$CALLREC_PID" || crc=$?
+      CALLREC_PID=""
+      break
+    fi
+    sleep 0.1
+  done
+  T_EXIT=$(ms)
+  if [ -z "$crc" ]; then
+    echo "live-setup.sh: callrec did not exit within $STOP_TIMEOUT s of SIGTERM" >&2
+    crc=timeout  # the cleanup kills it
+  fi
+}
 T_CALLS=$(ms)
+uac "$DN" "$CALLS" 5061 30000 & UAC_PID=$!
+[ -n "$STOP_AT" ] && { sleep "$STOP_AT"; stop_callrec; }
 rc=0
-uac "$DN" "$CALLS" 5061 30000 || rc=$?
+wait "$UAC_PID" || rc=$?
 [ -n "$OTHER_PID" ] && { wait "$OTHER_PID" || rc=$?; }
 T_CALLS_END=$(ms)
 if [ "$rc" != 0 ]; then
@@ -180,30 +209,13 @@ fi
 sleep 1  # the last 200 OK to BYE and trailing RTP
 kill "$UAS_PID" 2>/dev/null; wait "$UAS_PID" 2>/dev/null || true; UAS_PID=""
 kill "$TCPDUMP_PID"; wait "$TCPDUMP_PID" 2>/dev/null || true; TCPDUMP_PID=""
-
-# --- stop callrec and wait for it to finalize
-T_STOP=$(ms)
-kill -TERM "$CALLREC_PID"
-crc=""
-for _ in $(seq $((STOP_TIMEOUT * 10))); do
-  if ! kill -0 "$CALLREC_PID" 2>/dev/null; then
-    crc=0; wait "$CALLREC_PID" || crc=$?
-    break
-  fi
-  sleep 0.1
-done
-T_EXIT=$(ms)
-if [ -z "$crc" ]; then
-  echo "live-setup.sh: callrec did not exit within $STOP_TIMEOUT s of SIGTERM; killed" >&2
-  crc=timeout
-else
-  CALLREC_PID=""
-fi
+[ -n "$T_STOP" ] || stop_callrec
 cat "$WORK/callrec.out"
 if [ -s "$WORK/callrec.err" ]; then sed 's/^/callrec stderr: /' "$WORK/callrec.err" >&2; fi
 echo "live $PORT: setup $((T_READY - T0)) ms, calls $((T_CALLS_END - T_CALLS)) ms, SIGTERM to exit $((T_EXIT - T_STOP)) ms; $CALLS calls to $DN ($CONC at once, $LEN s, $CODEC), $OTHER_CALLS to $OTHER_DN" >&2
 echo "callrec-exit $crc"
 echo "stop-ms $((T_EXIT - T_STOP))"
+echo "sigterm-ns $STOP_NS"
 echo "calls-s $(( (T_CALLS_END - T_CALLS) / 1000 ))"
 echo "left-src $CUST_IP"
 echo "dn $DN"

@@ -6,10 +6,11 @@
 //! Every live call plays the same audio, so a call may only match the WAV whose sidecar names
 //! its SIP Call-ID (found from the SDP addresses in the capture); a recorder that swapped two
 //! calls would fail. The run summary's packet counters must add up (rx = SIP + RTP + RTCP +
-//! other) and rx must equal the frames the reference capture holds.
+//! other) and rx must equal the frames the reference capture holds. A third run sends SIGTERM
+//! mid-call: every open recording must be final and match the capture up to the signal.
 //!
 //! Needs root, `ip netns`, tc, sipp and tcpdump; without them each test prints a loud SKIP line
-//! and passes. The two tests run one after the other (a lock), so their timings are their own.
+//! and passes. The tests run one after the other (a lock), so their timings are their own.
 
 mod common;
 
@@ -66,8 +67,9 @@ impl std::fmt::Display for LiveRun {
     }
 }
 
-/// Runs scripts/live-setup.sh for `port` (af_packet or tap) with 10 calls, 5 at once, 6 s, PCMA.
-fn live(port: &str, dir: &Path) -> LiveRun {
+/// Runs scripts/live-setup.sh for `port` (af_packet or tap) with 10 calls, 5 at once, 6 s, PCMA,
+/// and `extra` script options.
+fn live(port: &str, dir: &Path, extra: &[&str]) -> LiveRun {
     let capture = dir.join("capture.pcap");
     let t = Instant::now();
     let out = Command::new("timeout")
@@ -79,6 +81,7 @@ fn live(port: &str, dir: &Path) -> LiveRun {
         .arg(dir.join("out"))
         .arg("--capture")
         .arg(&capture)
+        .args(extra)
         .arg("--")
         .arg("--sip-trace")
         .arg(dir.join("sip-trace.txt"))
@@ -201,10 +204,10 @@ fn assert_final(wav: &Path) {
     panic!("{}: no data chunk", wav.display());
 }
 
-/// Every call to DN recorded in the WAV whose sidecar names its Call-ID, left = customer,
-/// corr >= 0.97, in step within 80 ms, every file final; nothing else recorded.
-fn assert_recorded(run: &LiveRun, out: &Path) {
-    let cap = &run.capture;
+/// Every call to DN of `cap` (`calls` of them) recorded in the WAV whose sidecar names its
+/// Call-ID, left = customer, corr >= 0.97, in step within 80 ms, every file final; nothing else
+/// recorded.
+fn assert_recorded(run: &LiveRun, cap: &Path, out: &Path, calls: usize) {
     let ids = call_ids_by_media(cap);
     let call_of = |c: &StreamKey, a: &StreamKey| {
         ids.get(&(c.0.clone(), c.1)).or_else(|| ids.get(&(a.0.clone(), a.1))).cloned()
@@ -217,7 +220,7 @@ fn assert_recorded(run: &LiveRun, out: &Path) {
     let r = judge::judge_with(cap, out, LEFT_SRC, Limits::default(), holds).expect("judge");
     eprintln!("judged in {:.1} s\n{r}", t.elapsed().as_secs_f64());
     let to_dn: Vec<_> = r.calls_to(DN).collect();
-    assert_eq!(to_dn.len(), CALLS, "capture holds {} calls to {DN}, expected {CALLS}\n{r}\n{run}", to_dn.len());
+    assert_eq!(to_dn.len(), calls, "capture holds {} calls to {DN}, expected {calls}\n{r}\n{run}", to_dn.len());
     for c in &to_dn {
         assert!(c.problem.is_none(), "call not recorded correctly: {:?}\n{r}\n{run}", c.problem);
         assert!(call_of(&c.customer, &c.agent).is_some(), "no Call-ID for {:?}\n{r}", c.customer);
@@ -225,7 +228,7 @@ fn assert_recorded(run: &LiveRun, out: &Path) {
     for c in r.calls.iter().filter(|c| c.dn.as_deref() != Some(DN)) {
         assert!(c.file.is_none(), "a call to {:?} was recorded in {:?}\n{r}", c.dn, c.file);
     }
-    assert_eq!(r.wavs.len(), CALLS, "expected exactly one WAV per call to {DN}\n{r}\n{run}");
+    assert_eq!(r.wavs.len(), calls, "expected exactly one WAV per call to {DN}\n{r}\n{run}");
     assert!(r.unreadable.is_empty(), "unreadable WAVs\n{r}");
     for w in &r.wavs {
         assert_final(w);
@@ -236,12 +239,67 @@ fn assert_recorded(run: &LiveRun, out: &Path) {
     }
 }
 
+/// A scratch directory, kept (and named on stderr) when CALLREC_E2E_KEEP is set.
+fn scratch(name: &str) -> tempfile::TempDir {
+    let mut d = tempfile::Builder::new().prefix(&format!("callrec-live-{name}-")).tempdir().expect("tempdir");
+    if std::env::var_os("CALLREC_E2E_KEEP").is_some() {
+        d.disable_cleanup(true);
+        eprintln!("CALLREC_E2E_KEEP: keeping {}", d.path().display());
+    }
+    d
+}
+
 fn live_test(port: &str) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let d = tempfile::Builder::new().prefix(&format!("callrec-live-{port}-")).tempdir().expect("tempdir");
-    let run = live(port, d.path());
+    let d = scratch(port);
+    let run = live(port, d.path(), &[]);
     assert_counters(&run);
-    assert_recorded(&run, &d.path().join("out"));
+    assert_recorded(&run, &run.capture, &d.path().join("out"), CALLS);
+}
+
+/// The frames of classic pcap `src` stamped before `until_ns`, written to `dst`.
+fn pcap_until(src: &Path, dst: &Path, until_ns: u64) {
+    let d = std::fs::read(src).expect("read capture");
+    // tcpdump -w writes host-order (little-endian here) microsecond pcap
+    assert_eq!(&d[..4], &[0xd4, 0xc3, 0xb2, 0xa1], "expected a little-endian microsecond pcap");
+    let u32at = |i: usize| u32::from_le_bytes([d[i], d[i + 1], d[i + 2], d[i + 3]]);
+    let mut at = 24;
+    while at + 16 <= d.len() {
+        let ns = u32at(at) as u64 * 1_000_000_000 + u32at(at + 4) as u64 * 1000;
+        if ns >= until_ns {
+            break;
+        }
+        at += 16 + u32at(at + 8) as usize;
+    }
+    std::fs::write(dst, &d[..at.min(d.len())]).expect("write truncated capture");
+}
+
+/// SIGTERM while calls are in progress: callrec exits 0 at once, and every call it had begun
+/// recording is in a final file that matches the capture up to the signal.
+#[test]
+fn sigterm_mid_call_finalizes_every_open_recording() {
+    if !can_run("sigterm_mid_call_finalizes_every_open_recording") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let d = scratch("sigterm");
+    let run = live("af_packet", d.path(), &["--stop-at", "3"]);
+    let (rx, sip, rtp, rtcp, other, parts) = packet_counters(&run);
+    assert_eq!(other, parts.iter().sum::<u64>(), "other != the sum of its parts\n{run}");
+    assert_eq!(rx, sip + rtp + rtcp + other, "rx != SIP + RTP + RTCP + other\n{run}");
+    let stop_ms: u64 = run.field("stop-ms").and_then(|s| s.parse().ok()).expect("stop-ms");
+    assert!(stop_ms < 5000, "callrec took {stop_ms} ms from SIGTERM to exit\n{run}");
+    let recorded: usize = run
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("calls: ")?.split(", ").nth(2)?.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no recorded count in the summary\n{run}"));
+    // 5 at once, started at 10 a second: all five are up well before the signal at 3 s
+    assert_eq!(recorded, 5, "expected the first 5 calls recorded before SIGTERM\n{run}");
+    let sigterm: u64 = run.field("sigterm-ns").and_then(|s| s.parse().ok()).expect("sigterm-ns");
+    let cut = d.path().join("until-sigterm.pcap");
+    pcap_until(&run.capture, &cut, sigterm);
+    assert_recorded(&run, &cut, &d.path().join("out"), recorded);
 }
 
 #[test]
