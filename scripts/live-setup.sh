@@ -13,9 +13,9 @@
 #                     + mirred: this kernel has no matchall/flower classifier)
 #   --capture FILE    the reference capture: tcpdump on the agent veth, every frame (not only
 #                     UDP), so its packet count is what callrec's port saw
-#   --stop-at S       SIGTERM callrec S seconds after the first call starts, mid-call (the calls
-#                     run on; callrec must finalize every open recording); the capture then
-#                     holds more than callrec read
+#   --stop-at S       SIGTERM callrec S seconds after the first call starts, mid-call, just
+#                     after an RTP packet (the calls run on; callrec must finalize every open
+#                     recording); the capture then holds more than callrec read
 #   --stop-timeout S  callrec must exit within S seconds of SIGTERM (default 30)
 #   CALLREC-ARGS      passed to `callrec run` after --port/--out/--record-dn (e.g. --sip-trace T)
 # Every call plays the same audio (SIPp's play_pcap_audio of two sox-made files): unlike
@@ -197,7 +197,14 @@ stop_callrec() {
 }
 T_CALLS=$(ms)
 uac "$DN" "$CALLS" 5061 30000 & UAC_PID=$!
-[ -n "$STOP_AT" ] && { sleep "$STOP_AT"; stop_callrec; }
+if [ -n "$STOP_AT" ]; then
+  sleep "$STOP_AT"
+  # right after an RTP packet: the moment it may still sit in the kernel (an AF_PACKET block
+  # not yet retired, a TAP queue), which callrec must drain before it finalizes
+  ip netns exec "$NS_A" timeout 2 tcpdump --immediate-mode -c 1 -i "$VETH_A" \
+    'udp and portrange 20000-39999' -w /dev/null 2>/dev/null || true
+  stop_callrec
+fi
 rc=0
 wait "$UAC_PID" || rc=$?
 [ -n "$OTHER_PID" ] && { wait "$OTHER_PID" || rc=$?; }
