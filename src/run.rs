@@ -184,6 +184,12 @@ fn run_capture(port: &mut CaptureFile, dp: &mut Dataplane, cti: &mut Cti, stop: 
     }
 }
 
+/// After a signal, how long a live port is still read. The kernel may hold what arrived
+/// before the signal for a while (an AF_PACKET block is handed over only when full or after
+/// its 10 ms retire timeout; a TAP queues frames until read), and the run must not drop the
+/// last packets of every open recording. Frames stamped past the grace are not processed.
+const STOP_GRACE: Duration = Duration::from_millis(30);
+
 /// A live port until a signal; the clock is the wall clock (packets carry kernel receive
 /// times). Returns the time of the stop.
 fn run_live<P: LivePort>(port: &mut P, dp: &mut Dataplane, cti: &mut Cti, stop: &AtomicBool) -> Timestamp {
@@ -197,7 +203,25 @@ fn run_live<P: LivePort>(port: &mut P, dp: &mut Dataplane, cti: &mut Cti, stop: 
         serve_cti(dp, cti, now, Duration::ZERO);
         dp.tick(now, cti);
     }
-    wall_now()
+    // Drain what the kernel received up to the signal (plus the grace), then stop there.
+    let deadline = Instant::now() + STOP_GRACE;
+    let cutoff = Timestamp(wall_now().0 + STOP_GRACE.as_nanos() as u64);
+    let mut end = wall_now();
+    'drain: loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let burst = port.rx_burst(left);
+        for frame in burst.iter() {
+            if frame.ts > cutoff {
+                break 'drain;
+            }
+            end = end.max(frame.ts);
+            dp.frame(frame, cti);
+        }
+    }
+    end.max(wall_now().min(cutoff))
 }
 
 /// A port that never ends: an empty burst only means nothing arrived in time.
