@@ -93,6 +93,8 @@ pub struct RunSummary {
     pub interrupted: bool,
     /// Wall time.
     pub wall: Duration,
+    /// A live port's own counters, one line (frames delivered and the kernel's drops).
+    pub port: Option<String>,
 }
 
 struct Cti(Option<CtiServer>);
@@ -128,23 +130,33 @@ pub fn run(opts: RunOptions) -> Result<RunSummary, RunError> {
             }
             let mut dp = Dataplane::new(opts.rec)?;
             let end = run_capture(&mut port, &mut dp, &mut cti, &stop);
-            (dp.finish(end, &mut cti), port.truncated())
+            (dp.finish(end, &mut cti), port.truncated(), None)
         }
         PortSpec::AfPacket(iface) => {
             let mut port = AfPacketPort::open(iface, AfPacketOptions::default())?;
             let mut dp = Dataplane::new(opts.rec)?;
             let end = run_live(&mut port, &mut dp, &mut cti, &stop);
-            (dp.finish(end, &mut cti), None)
+            let st = port.stats();
+            let line = format!(
+                "port af_packet:{iface}: {} delivered; kernel: {} received, {} dropped (ring full), {} ring freezes; {} bad block headers, {} socket errors",
+                st.packets, st.kernel_packets, st.drops, st.freezes, st.bad_headers, st.socket_errors
+            );
+            (dp.finish(end, &mut cti), None, Some(line))
         }
         PortSpec::Tap(name) => {
             let mut port = TapPort::open(name)?;
             let mut dp = Dataplane::new(opts.rec)?;
             let end = run_live(&mut port, &mut dp, &mut cti, &stop);
-            (dp.finish(end, &mut cti), None)
+            let st = port.stats();
+            let line = format!(
+                "port tap:{name}: {} delivered, {} truncated, {} read errors",
+                st.packets, st.truncated, st.read_errors
+            );
+            (dp.finish(end, &mut cti), None, Some(line))
         }
     };
-    let (summary, truncated) = outcome;
-    Ok(RunSummary { run: summary, truncated, interrupted: stop.load(Ordering::Relaxed), wall: started.elapsed() })
+    let (summary, truncated, port) = outcome;
+    Ok(RunSummary { run: summary, truncated, interrupted: stop.load(Ordering::Relaxed), wall: started.elapsed(), port })
 }
 
 /// A capture file at capture pace; returns the capture time the link reached.
