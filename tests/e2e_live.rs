@@ -145,10 +145,28 @@ fn tshark_count(cap: &Path, filter: &str) -> u64 {
     String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()).count() as u64
 }
 
+/// The numbers of the port's own counters line (`port KIND:NAME: ...`).
+fn port_counters(run: &LiveRun) -> Vec<u64> {
+    let line = run.stdout.lines().find(|l| l.starts_with("port ")).unwrap_or_else(|| panic!("no port counters line\n{run}"));
+    let (_, rest) = line.split_once(": ").unwrap_or_else(|| panic!("bad port line {line:?}"));
+    rest.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).map(|s| s.parse().expect("number")).collect()
+}
+
 /// rx = SIP + RTP + RTCP + other, other = its parts, rx = every frame of the reference capture,
-/// and SIP / RTP as tshark counts them (ICMP errors quote RTP headers: not RTP).
-fn assert_counters(run: &LiveRun) {
+/// and SIP / RTP as tshark counts them (ICMP errors quote RTP headers: not RTP). The port
+/// delivered rx frames and lost none: no kernel drops (AF_PACKET), no truncation (TAP).
+fn assert_counters(run: &LiveRun, port: &str) {
     let (rx, sip, rtp, rtcp, other, parts) = packet_counters(run);
+    let pc = port_counters(run);
+    if port == "af_packet" {
+        // delivered; kernel received, dropped, freezes; bad headers, socket errors
+        assert_eq!(pc.len(), 6, "af_packet counters line\n{run}");
+        assert_eq!((pc[0], pc[1], pc[2]), (rx, rx, 0), "af_packet delivered / kernel received / dropped\n{run}");
+        assert_eq!((pc[4], pc[5]), (0, 0), "af_packet bad headers / socket errors\n{run}");
+    } else {
+        // delivered, truncated, read errors
+        assert_eq!(pc, vec![rx, 0, 0], "tap delivered / truncated / read errors\n{run}");
+    }
     assert_eq!(other, parts.iter().sum::<u64>(), "other != the sum of its parts\n{run}");
     assert_eq!(rx, sip + rtp + rtcp + other, "rx != SIP + RTP + RTCP + other\n{run}");
     let frames = pcap_frames(&run.capture);
@@ -288,7 +306,7 @@ fn live_test(port: &str) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let d = scratch(port);
     let run = live(port, d.path(), &[]);
-    assert_counters(&run);
+    assert_counters(&run, port);
     assert_recorded(&run, &run.capture, &d.path().join("out"), CALLS, 0);
 }
 
