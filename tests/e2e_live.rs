@@ -6,8 +6,9 @@
 //! Every live call plays the same audio, so a call may only match the WAV whose sidecar names
 //! its SIP Call-ID (found from the SDP addresses in the capture); a recorder that swapped two
 //! calls would fail. The run summary's packet counters must add up (rx = SIP + RTP + RTCP +
-//! other) and rx must equal the frames the reference capture holds. A third run sends SIGTERM
-//! mid-call: every open recording must be final and match the capture up to the signal.
+//! other) and rx must equal the frames the reference capture holds. Two more runs (one per
+//! port) send SIGTERM mid-call, right after an RTP packet: every open recording must be final
+//! and hold every packet the capture holds up to the signal.
 //!
 //! Needs root, `ip netns`, tc, sipp and tcpdump; without them each test prints a loud SKIP line
 //! and passes. The tests run one after the other (a lock), so their timings are their own.
@@ -329,14 +330,10 @@ fn pcap_until(src: &Path, dst: &Path, until_ns: u64) {
 
 /// SIGTERM while calls are in progress: callrec exits 0 at once, and every call it had begun
 /// recording is in a final file that matches the capture up to the signal.
-#[test]
-fn sigterm_mid_call_finalizes_every_open_recording() {
-    if !can_run("sigterm_mid_call_finalizes_every_open_recording") {
-        return;
-    }
+fn sigterm_test(port: &str) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let d = scratch("sigterm");
-    let run = live("af_packet", d.path(), &["--stop-at", "3"]);
+    let d = scratch(&format!("sigterm-{port}"));
+    let run = live(port, d.path(), &["--stop-at", "3"]);
     let (rx, sip, rtp, rtcp, other, parts) = packet_counters(&run);
     assert_eq!(other, parts.iter().sum::<u64>(), "other != the sum of its parts\n{run}");
     assert_eq!(rx, sip + rtp + rtcp + other, "rx != SIP + RTP + RTCP + other\n{run}");
@@ -367,5 +364,19 @@ fn af_packet_records_live_sipp_calls() {
 fn tap_mirrored_by_tc_records_live_sipp_calls() {
     if can_run("tap_mirrored_by_tc_records_live_sipp_calls") {
         live_test("tap");
+    }
+}
+
+#[test]
+fn af_packet_sigterm_mid_call_finalizes_every_open_recording() {
+    if can_run("af_packet_sigterm_mid_call_finalizes_every_open_recording") {
+        sigterm_test("af_packet");
+    }
+}
+
+#[test]
+fn tap_sigterm_mid_call_finalizes_every_open_recording() {
+    if can_run("tap_sigterm_mid_call_finalizes_every_open_recording") {
+        sigterm_test("tap");
     }
 }
