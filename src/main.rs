@@ -142,6 +142,9 @@ fn main() -> ExitCode {
                         println!("stopped by signal; every open recording finalized");
                     }
                     print_summary(&s.run, s.truncated.as_deref(), s.wall, &out);
+                    if let Some(p) = &s.port {
+                        println!("{p}");
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(&e.to_string()),

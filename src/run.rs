@@ -109,6 +109,8 @@ pub struct RunSummary {
     pub interrupted: bool,
     /// Wall time.
     pub wall: Duration,
+    /// A live port's own counters, one line (frames delivered and the kernel's drops).
+    pub port: Option<String>,
 }
 
 struct Cti(Option<CtiServer>);
@@ -145,26 +147,36 @@ pub fn run(opts: RunOptions) -> Result<RunSummary, RunError> {
             }
             let mut dp = Dataplane::new(opts.rec)?;
             let end = run_capture(&mut port, &mut dp, &mut cti, &mut stats, &stop);
-            (dp.finish(end, &mut cti), port.truncated())
+            (dp.finish(end, &mut cti), port.truncated(), None)
         }
         PortSpec::AfPacket(iface) => {
             let mut port = AfPacketPort::open(iface, AfPacketOptions::default())?;
             let mut dp = Dataplane::new(opts.rec)?;
             dp.set_ring_full(RingFull::Drop);
             let end = run_live(&mut port, &mut dp, &mut cti, &mut stats, &stop);
-            (dp.finish(end, &mut cti), None)
+            let st = port.stats();
+            let line = format!(
+                "port af_packet:{iface}: {} delivered; kernel: {} received, {} dropped (ring full), {} ring freezes; {} bad block headers, {} socket errors",
+                st.packets, st.kernel_packets, st.drops, st.freezes, st.bad_headers, st.socket_errors
+            );
+            (dp.finish(end, &mut cti), None, Some(line))
         }
         PortSpec::Tap(name) => {
             let mut port = TapPort::open(name)?;
             let mut dp = Dataplane::new(opts.rec)?;
             dp.set_ring_full(RingFull::Drop);
             let end = run_live(&mut port, &mut dp, &mut cti, &mut stats, &stop);
-            (dp.finish(end, &mut cti), None)
+            let st = port.stats();
+            let line = format!(
+                "port tap:{name}: {} delivered, {} truncated, {} read errors",
+                st.packets, st.truncated, st.read_errors
+            );
+            (dp.finish(end, &mut cti), None, Some(line))
         }
         PortSpec::Dpdk => run_dpdk(opts.eal.as_deref(), opts.rec, &mut cti, &mut stats, &stop)?,
     };
-    let (summary, truncated) = outcome;
-    Ok(RunSummary { run: summary, truncated, interrupted: stop.load(Ordering::Relaxed), wall: started.elapsed() })
+    let (summary, truncated, port) = outcome;
+    Ok(RunSummary { run: summary, truncated, interrupted: stop.load(Ordering::Relaxed), wall: started.elapsed(), port })
 }
 
 /// A capture file at capture pace; returns the capture time the link reached.
@@ -212,6 +224,12 @@ fn run_capture(
     }
 }
 
+/// After a signal, how long a live port is still read. The kernel may hold what arrived
+/// before the signal for a while (an AF_PACKET block is handed over only when full or after
+/// its 10 ms retire timeout; a TAP queues frames until read), and the run must not drop the
+/// last packets of every open recording. Frames stamped past the grace are not processed.
+const STOP_GRACE: Duration = Duration::from_millis(30);
+
 /// A live port until a signal; the clock is the wall clock (packets carry kernel receive
 /// times). Returns the time of the stop.
 fn run_live<P: LivePort>(
@@ -227,7 +245,26 @@ fn run_live<P: LivePort>(
         dp.tick(wall_now(), cti);
         report(stats, dp);
     }
-    wall_now()
+    // Drain what the kernel received up to the signal (plus the grace), then stop there.
+    let deadline = Instant::now() + STOP_GRACE;
+    let cutoff = Timestamp(wall_now().0 + STOP_GRACE.as_nanos() as u64);
+    let mut end = wall_now();
+    let mut past_cutoff = false;
+    while !past_cutoff {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        port.rx(left, &mut |frame| {
+            if frame.ts > cutoff {
+                past_cutoff = true;
+            } else if !past_cutoff {
+                end = end.max(frame.ts);
+                dp.frame(frame, cti);
+            }
+        });
+    }
+    end.max(wall_now().min(cutoff))
 }
 
 /// A port that never ends: nothing received only means nothing arrived in time.
@@ -276,13 +313,18 @@ fn run_dpdk(
     cti: &mut Cti,
     stats: &mut StatsReporter,
     stop: &AtomicBool,
-) -> Result<(Summary, Option<String>), RunError> {
+) -> Result<(Summary, Option<String>, Option<String>), RunError> {
     let eal = eal.ok_or_else(|| RunError::Dpdk("--port dpdk needs --eal \"ARGS\", e.g. --eal \"-l 0 --no-huge -m 1024 --no-pci --file-prefix callrec --vdev=net_tap0,iface=cr0\"".into()))?;
     let mut port = callrec_dpdk::DpdkPort::init(eal, None, 1).map_err(|e| RunError::Dpdk(e.to_string()))?;
     let mut dp = Dataplane::new(rec)?;
     dp.set_ring_full(RingFull::Drop);
     let end = run_live(&mut port, &mut dp, cti, stats, stop);
-    Ok((dp.finish(end, cti), None))
+    let st = port.stats();
+    let line = format!(
+        "port dpdk {}: {} delivered; device: {} received, {} missed, {} errors, {} no mbuf",
+        port.port_id(), st.delivered, st.ipackets, st.imissed, st.ierrors, st.rx_nombuf
+    );
+    Ok((dp.finish(end, cti), None, Some(line)))
 }
 
 #[cfg(not(feature = "dpdk"))]
@@ -292,7 +334,7 @@ fn run_dpdk(
     _cti: &mut Cti,
     _stats: &mut StatsReporter,
     _stop: &AtomicBool,
-) -> Result<(Summary, Option<String>), RunError> {
+) -> Result<(Summary, Option<String>, Option<String>), RunError> {
     Err(RunError::Dpdk(
         "this callrec was built without DPDK: rebuild with `cargo build --release --features dpdk` (needs libdpdk-dev, libclang-dev, pkg-config)".into(),
     ))

@@ -284,6 +284,19 @@ pub fn read_wav(path: &Path) -> Result<Wav, String> {
 
 /// Judges every call of `cap` against the WAVs under `dir`.
 pub fn judge(cap: &Path, dir: &Path, left_src: &str, lim: Limits) -> Result<Report, String> {
+    judge_with(cap, dir, left_src, lim, |_, _, _| true)
+}
+
+/// As [`judge`], but a call (customer stream, agent stream) may only match a WAV `may_hold`
+/// accepts: for live captures, where every call plays the same audio and only the addresses
+/// tell calls apart.
+pub fn judge_with(
+    cap: &Path,
+    dir: &Path,
+    left_src: &str,
+    lim: Limits,
+    may_hold: impl Fn(&StreamKey, &StreamKey, &Path) -> bool,
+) -> Result<Report, String> {
     let streams = streams(cap)?;
     let dns = media_dns(cap)?;
     let mut wav_paths = Vec::new();
@@ -324,7 +337,7 @@ pub fn judge(cap: &Path, dir: &Path, left_src: &str, lim: Limits) -> Result<Repo
         };
         let (sc, sa) = (&streams[&cust], &streams[&agent]);
         for (wi, (path, sp)) in wavs.iter().enumerate() {
-            if taken[wi] || sp.wav.rate != 8000 || sp.wav.chans.len() != 2 {
+            if taken[wi] || sp.wav.rate != 8000 || sp.wav.chans.len() != 2 || !may_hold(&cust, &agent, path) {
                 continue;
             }
             // cheap look first: the middle second of the customer stream against both channels
