@@ -3,11 +3,13 @@
 # 192.0.2.20) joined by a veth pair, `callrec run` reading the agent-side veth inside the agent
 # namespace, SIPp calls with RTP both ways across the veth, then SIGTERM to callrec.
 #
-# usage: live-setup.sh --port af_packet|tap --out DIR --capture FILE [--callrec BIN]
+# usage: live-setup.sh --port af_packet|tap|dpdk --out DIR --capture FILE [--callrec BIN]
 #          [--calls N] [--concurrent C] [--length SECONDS] [--codec PCMA|PCMU] [--dn DN]
 #          [--other-dn DN] [--other-calls K] [--stop-at SECONDS] [--stop-timeout SECONDS]
 #          [-- CALLREC-ARGS...]
 #   --port af_packet  callrec reads af_packet:<agent veth> (promiscuous: both directions)
+#   --port dpdk       callrec (built with --features dpdk) runs DPDK's net_tap PMD, which creates
+#                     the TAP <name>; mirrored like --port tap (EAL: --no-huge -m 1024 --no-pci)
 #   --port tap        callrec creates tap:<name> in the agent namespace; once it is up, tc
 #                     mirrors the agent veth's ingress and egress into it (clsact + u32 match-all
 #                     + mirred: this kernel has no matchall/flower classifier)
@@ -57,7 +59,7 @@ while [ $# -gt 0 ]; do
     *) echo "live-setup.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
-case "$PORT" in af_packet|tap) ;; *) echo "live-setup.sh: --port af_packet|tap is required" >&2; exit 2 ;; esac
+case "$PORT" in af_packet|tap|dpdk) ;; *) echo "live-setup.sh: --port af_packet|tap|dpdk is required" >&2; exit 2 ;; esac
 [ -n "$OUT" ] || { echo "live-setup.sh: --out DIR is required" >&2; exit 2; }
 [ -n "$CAP" ] || { echo "live-setup.sh: --capture FILE is required" >&2; exit 2; }
 case "$OUT" in /*) ;; *) OUT="$PWD/$OUT" ;; esac
@@ -89,6 +91,7 @@ cleanup() {
     for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
     ip netns del "$ns" 2>/dev/null
   done
+  rm -rf "/var/run/dpdk/$TAG" 2>/dev/null
   if [ -n "${KEEP_WORK:-}" ]; then echo "work dir kept: $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
@@ -124,6 +127,11 @@ ip -n "$NS_A" link set "$VETH_A" up
 # --- callrec in the agent namespace
 mkdir -p "$OUT"
 SPEC="af_packet:$VETH_A"; [ "$PORT" = tap ] && SPEC="tap:$TAP"
+if [ "$PORT" = dpdk ]; then
+  SPEC=dpdk
+  # no hugepages here: --no-huge needs -m for the mbuf pool; --file-prefix keeps runs apart
+  EXTRA=(--eal "-l 0 --no-huge -m 1024 --no-pci --file-prefix $TAG --vdev=net_tap0,iface=$TAP" "${EXTRA[@]}")
+fi
 # `ip netns exec` execs callrec, so this pid is callrec's own and SIGTERM reaches it
 ip netns exec "$NS_A" "$CALLREC" run --port "$SPEC" --out "$OUT" --record-dn "$DN" "${EXTRA[@]}" \
   >"$WORK/callrec.out" 2>"$WORK/callrec.err" &
@@ -144,7 +152,7 @@ if [ "$ready" != 1 ]; then
   cat "$WORK/callrec.out" "$WORK/callrec.err" >&2
   exit 1
 fi
-if [ "$PORT" = tap ]; then
+if [ "$PORT" != af_packet ]; then
   # both directions of the agent veth into the TAP callrec reads
   tc -n "$NS_A" qdisc add dev "$VETH_A" clsact
   for dir in ingress egress; do

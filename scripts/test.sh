@@ -15,3 +15,5 @@ cargo build --release
 cargo test --workspace --release
 # The DPDK port (feature-gated so the workspace builds without libdpdk-dev).
 cargo test -p callrec-dpdk --features dpdk --release
+# Live recording through DPDK's net_tap PMD, judged like the af_packet and TAP runs.
+cargo test --release --features dpdk --test e2e_live dpdk
