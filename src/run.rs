@@ -1,9 +1,10 @@
 //! `callrec run`: the long-running mode. Reads a port, serves CTI clients, records until
 //! SIGINT/SIGTERM (or the end of a capture port), then finalizes every open recording.
 //!
-//! `af_packet:IFACE` and `tap:NAME` are live ports on the wall clock. `pcap:FILE` releases each packet at its capture time (relative to the first), so a capture
-//! behaves like a live link and CTI requests land mid-call. Time inside the control core is
-//! the capture clock: a CTI request is stamped with the capture time the link has reached.
+//! `af_packet:IFACE`, `tap:NAME` and `dpdk` are live ports on the wall clock. `pcap:FILE`
+//! releases each packet at its capture time (relative to the first), so a capture behaves
+//! like a live link and CTI requests land mid-call. Time inside the control core is the
+//! capture clock: a CTI request is stamped with the capture time the link has reached.
 
 use crate::control::core::CtiClient;
 use crate::cti::protocol::Event;
