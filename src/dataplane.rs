@@ -40,6 +40,8 @@ pub struct RecordingOptions {
     pub sip_trace: Option<PathBuf>,
     /// Number of writer threads.
     pub writers: usize,
+    /// Cores to pin writer k to (`writer_cores[k % len]`); empty: core k+1, wrapping.
+    pub writer_cores: Vec<usize>,
     /// Prefix of generated conf-ids (unique per run).
     pub conf_id_prefix: String,
 }
@@ -109,7 +111,8 @@ pub struct Dataplane {
 
 impl Dataplane {
     /// Creates the output directory and trace file, the control core, and the writer threads
-    /// (writer k pinned to core k+1, wrapping: the reader keeps core 0).
+    /// (pinned as `writer_cores` says; by default writer k to core k+1, wrapping, so the
+    /// reader keeps core 0).
     pub fn new(opts: RecordingOptions) -> Result<Dataplane, SetupError> {
         std::fs::create_dir_all(&opts.out)
             .map_err(|err| SetupError::Output { path: opts.out.display().to_string(), err })?;
@@ -128,7 +131,11 @@ impl Dataplane {
         })
         .map_err(|e| SetupError::Config(e.to_string()))?;
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        let (rings, writers) = (0..writers).map(|i| spawn_writer(i, Some((i + 1) % cores), RING_SLOTS)).unzip();
+        let core_of = |i: usize| match opts.writer_cores.as_slice() {
+            [] => (i + 1) % cores,
+            list => list[i % list.len()],
+        };
+        let (rings, writers) = (0..writers).map(|i| spawn_writer(i, Some(core_of(i)), RING_SLOTS)).unzip();
         Ok(Dataplane {
             control,
             classifier,

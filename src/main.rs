@@ -40,6 +40,10 @@ enum Command {
         /// Listen for CTI (T-Library style JSON lines) clients here, e.g. 127.0.0.1:3000.
         #[arg(long, value_name = "ADDR")]
         cti: Option<SocketAddr>,
+        /// Pin the rx thread (which runs the control core inline) to this core. Several rx
+        /// cores (fanout / RSS queues) are not available yet.
+        #[arg(long = "rx-cores", value_name = "CORE")]
+        rx_cores: Option<usize>,
         /// Print the counters to stderr every SECS seconds.
         #[arg(long, value_name = "SECS")]
         stats: Option<u64>,
@@ -75,6 +79,9 @@ struct RecordingArgs {
     /// Number of writer threads (default: one per spare core).
     #[arg(long)]
     writers: Option<usize>,
+    /// Pin writer k to the k-th of these cores, wrapping (default: core k+1).
+    #[arg(long = "writer-cores", value_name = "LIST", value_delimiter = ',')]
+    writer_cores: Vec<usize>,
 }
 
 impl RecordingArgs {
@@ -92,7 +99,8 @@ impl RecordingArgs {
                 Format::Pcm16 => OutputFormat::Pcm16,
             },
             sip_trace: self.sip_trace,
-            writers: self.writers.unwrap_or_else(default_writers),
+            writers: self.writers.unwrap_or_else(|| if self.writer_cores.is_empty() { default_writers() } else { self.writer_cores.len() }),
+            writer_cores: self.writer_cores,
             conf_id_prefix: conf_id_prefix(),
         })
     }
@@ -129,14 +137,14 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e.to_string()),
             }
         }
-        Command::Run { port, eal, cti, stats, metrics, rec } => {
+        Command::Run { port, eal, cti, rx_cores, stats, metrics, rec } => {
             let rec = match rec.options() {
                 Ok(r) => r,
                 Err(msg) => return fail(&msg),
             };
             let out = rec.out.clone();
             let stats = stats.filter(|s| *s > 0).map(std::time::Duration::from_secs);
-            match run::run(RunOptions { port, eal, cti, stats, metrics, rec }) {
+            match run::run(RunOptions { port, eal, cti, rx_core: rx_cores, stats, metrics, rec }) {
                 Ok(s) => {
                     if s.interrupted {
                         println!("stopped by signal; every open recording finalized");

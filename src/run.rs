@@ -57,6 +57,8 @@ pub struct RunOptions {
     pub eal: Option<String>,
     /// Where the CTI server listens, if anywhere.
     pub cti: Option<SocketAddr>,
+    /// Core for the rx thread (which also runs the control core inline), if pinned.
+    pub rx_core: Option<usize>,
     /// Print counters to stderr this often.
     pub stats: Option<Duration>,
     /// Serve Prometheus text on `http://ADDR/metrics`.
@@ -91,6 +93,9 @@ pub enum RunError {
     /// The DPDK port could not be opened (or this build has no DPDK).
     #[error("{0}")]
     Dpdk(String),
+    /// The rx thread could not be pinned.
+    #[error("cannot pin the rx thread to core {0}: no such core, or not in this process's CPU set (see `nproc`, `taskset -p $$`)")]
+    Core(usize),
     /// The metrics address could not be bound.
     #[error("cannot serve metrics: {0}")]
     Metrics(std::io::Error),
@@ -133,6 +138,11 @@ pub fn run(opts: RunOptions) -> Result<RunSummary, RunError> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(RunError::Signals)?;
+    }
+    if let Some(core) = opts.rx_core {
+        if !callrec_pipeline::cores::pin_current(core) {
+            return Err(RunError::Core(core));
+        }
     }
     let server = match opts.cti {
         Some(addr) => Some(CtiServer::bind(addr).map_err(|err| RunError::Cti { addr, err })?),

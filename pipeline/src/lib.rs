@@ -6,6 +6,7 @@
 #![deny(missing_docs)]
 
 pub mod classify;
+pub mod cores;
 pub mod flow;
 pub mod parse;
 pub mod port;

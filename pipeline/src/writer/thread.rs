@@ -278,7 +278,7 @@ pub fn try_spawn_writer_with(
     let (producer, consumer) = rtrb::RingBuffer::new(ring_capacity.max(1));
     let body = move || {
         if let Some(id) = core {
-            if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
+            if !crate::cores::pin_current(id) {
                 tracing::warn!(
                     writer = index,
                     core = id,
