@@ -53,6 +53,12 @@ enum Command {
         #[command(flatten)]
         rec: RecordingArgs,
     },
+    /// Repair WAV files a killed process left behind: set their sizes from what is on disk.
+    Repair {
+        /// The files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Talk to a running callrec's CTI server: register DNs, list calls, watch events,
     /// start/pause/resume/stop recordings, route calls.
     Ctl(callrec::cti::ctl::CtlArgs),
@@ -156,6 +162,23 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(&e.to_string()),
+            }
+        }
+        Command::Repair { files } => {
+            let mut failed = false;
+            for f in files {
+                match callrec_pipeline::writer::repair::repair(&f) {
+                    Ok(r) => println!("{}: {} audio bytes in the header, {} now", f.display(), r.data_before, r.data_after),
+                    Err(e) => {
+                        eprintln!("callrec: {e}");
+                        failed = true;
+                    }
+                }
+            }
+            if failed {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
             }
         }
         Command::Ctl(args) => callrec::cti::ctl::run(args),

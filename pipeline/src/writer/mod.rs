@@ -133,6 +133,7 @@ pub enum WriterMsg {
 pub mod g711;
 pub mod jitter;
 pub mod recording;
+pub mod repair;
 pub mod rtp;
 pub mod sidecar;
 pub mod thread;
