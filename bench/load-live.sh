@@ -26,6 +26,6 @@ trap 'rm -f "$log"' EXIT
 rc=0
 CALLREC_LOAD_CALLS=$N CALLREC_LOAD_CONC=$C CALLREC_LOAD_LEN=$L CALLREC_LOAD_RATE=$R CALLREC_LOAD_PORT=$P \
   cargo test -q --release "${feat[@]}" --test load_live -- --ignored --nocapture load >"$log" 2>&1 || rc=$?
+grep -E '^(gap|not recorded)' "$log" | head -n 10 >&2 || true
 if ! grep '^load ' "$log"; then tail -n 60 "$log" >&2; fi
-grep -E '^(gap|not recorded)' "$log" | head -n 20 >&2 || true
 exit "$rc"
