@@ -6,7 +6,7 @@
 # usage: live-setup.sh --port af_packet|tap|dpdk --out DIR --capture FILE [--callrec BIN]
 #          [--calls N] [--concurrent C] [--length SECONDS] [--codec PCMA|PCMU] [--dn DN]
 #          [--other-dn DN] [--other-calls K] [--stop-at SECONDS] [--stop-timeout SECONDS]
-#          [-r|--rate CALLS-PER-SECOND] [-- CALLREC-ARGS...]
+#          [-r|--rate CALLS-PER-SECOND] [--nice N] [-- CALLREC-ARGS...]
 #   --port af_packet  callrec reads af_packet:<agent veth> (promiscuous: both directions)
 #   --port dpdk       callrec (built with --features dpdk) runs DPDK's net_tap PMD, which creates
 #                     the TAP <name>; mirrored like --port tap (EAL: --no-huge -m 1024 --no-pci)
@@ -20,6 +20,7 @@
 #                     recording); the capture then holds more than callrec read
 #   --stop-timeout S  callrec must exit within S seconds of SIGTERM (default 30)
 #   -r, --rate R      SIPp's call rate, new calls per second (default 10)
+#   --nice N          runs callrec under `nice -n N` (negative: ahead of SIPp on a small machine)
 #   CALLREC-ARGS      passed to `callrec run` after --port/--out/--record-dn (e.g. --sip-trace T)
 # Every call plays the same audio (SIPp's play_pcap_audio of two sox-made files): unlike
 # make-capture.sh nothing can rewrite live packets per stream, so judge each call by its
@@ -40,7 +41,7 @@ PY=/usr/bin/python3; [ -x "$PY" ] || PY=python3
 
 PORT="" OUT="" CAP="" CALLREC="$HERE/../target/release/callrec"
 CALLS=10 CONC=5 LEN=6 CODEC=PCMA DN=2001 OTHER_DN=2999 OTHER_CALLS=0 STOP_TIMEOUT=30
-STOP_AT="" RATE=10 EXTRA=()
+STOP_AT="" RATE=10 NICE=0 EXTRA=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --port) PORT="$2"; shift 2 ;;
@@ -57,8 +58,9 @@ while [ $# -gt 0 ]; do
     --stop-timeout) STOP_TIMEOUT="$2"; shift 2 ;;
     --stop-at) STOP_AT="$2"; shift 2 ;;
     -r|--rate) RATE="$2"; shift 2 ;;
+    --nice) NICE="$2"; shift 2 ;;
     --) shift; EXTRA=("$@"); break ;;
-    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
     *) echo "live-setup.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -136,7 +138,7 @@ if [ "$PORT" = dpdk ]; then
   EXTRA=(--eal "-l 0 --no-huge -m 1024 --no-pci --file-prefix $TAG --vdev=net_tap0,iface=$TAP" "${EXTRA[@]}")
 fi
 # `ip netns exec` execs callrec, so this pid is callrec's own and SIGTERM reaches it
-ip netns exec "$NS_A" "$CALLREC" run --port "$SPEC" --out "$OUT" --record-dn "$DN" "${EXTRA[@]}" \
+ip netns exec "$NS_A" nice -n "$NICE" "$CALLREC" run --port "$SPEC" --out "$OUT" --record-dn "$DN" "${EXTRA[@]}" \
   >"$WORK/callrec.out" 2>"$WORK/callrec.err" &
 CALLREC_PID=$!
 ready=0

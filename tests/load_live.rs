@@ -4,7 +4,8 @@
 //!
 //! Ignored by default (it is a benchmark, minutes long). Environment: CALLREC_LOAD_CALLS (200),
 //! CALLREC_LOAD_CONC (100), CALLREC_LOAD_LEN seconds (8), CALLREC_LOAD_RATE calls per second
-//! (10), CALLREC_LOAD_PORT af_packet|tap|dpdk (af_packet). It fails when a call is not recorded
+//! (10), CALLREC_LOAD_PORT af_packet|tap|dpdk (af_packet), CALLREC_LOAD_NICE (0: callrec's
+//! `nice -n`). It fails when a call is not recorded
 //! with zero gap, after printing the result line.
 
 mod common;
@@ -65,12 +66,13 @@ fn load() {
     let len = env_or("CALLREC_LOAD_LEN", "8");
     let rate = env_or("CALLREC_LOAD_RATE", "10");
     let port = env_or("CALLREC_LOAD_PORT", "af_packet");
+    let nice = env_or("CALLREC_LOAD_NICE", "0");
     let dir = tempfile::Builder::new().prefix("callrec-load-").tempdir().expect("tempdir");
     let (cap, out_dir) = (dir.path().join("capture.pcap"), dir.path().join("out"));
     let t = Instant::now();
     let out = Command::new(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/live-setup.sh"))
         .args(["--port", &port, "--callrec", env!("CARGO_BIN_EXE_callrec"), "--dn", DN])
-        .args(["--calls", &calls.to_string(), "--concurrent", &conc, "--length", &len, "--rate", &rate])
+        .args(["--calls", &calls.to_string(), "--concurrent", &conc, "--length", &len, "--rate", &rate, "--nice", &nice])
         .arg("--out")
         .arg(&out_dir)
         .arg("--capture")
@@ -146,7 +148,7 @@ fn load() {
     }
     let judge_s = t_judge.elapsed().as_secs_f64();
     println!(
-        "load {port}: calls {calls} concurrent {conc} rate {rate}/s length {len} s: in capture {}, recorded correctly {correct}, \
+        "load {port}: calls {calls} concurrent {conc} rate {rate}/s length {len} s nice {nice}: in capture {}, recorded correctly {correct}, \
          zero gap {zero_gap}; ring drops {ring_drops}, kernel drops {kernel_drops}; calls took {calls_s:.0} s, run {wall:.1} s, \
          judge {judge_s:.1} s; callrec CPU {cpu_s:.2} s ({:.1} % of one core over the calls); script ok {script_ok}",
         to_dn.len(),
