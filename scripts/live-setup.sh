@@ -20,7 +20,8 @@
 #                     recording); the capture then holds more than callrec read
 #   --stop-timeout S  callrec must exit within S seconds of SIGTERM (default 30)
 #   -r, --rate R      SIPp's call rate, new calls per second (default 10)
-#   --nice N          runs callrec under `nice -n N` (negative: ahead of SIPp on a small machine)
+#   --nice N          runs callrec and the reference tcpdump (64 MiB buffer) under `nice -n N`
+#                     (negative: ahead of SIPp on a small machine)
 #   CALLREC-ARGS      passed to `callrec run` after --port/--out/--record-dn (e.g. --sip-trace T)
 # Every call plays the same audio (SIPp's play_pcap_audio of two sox-made files): unlike
 # make-capture.sh nothing can rewrite live packets per stream, so judge each call by its
@@ -60,7 +61,7 @@ while [ $# -gt 0 ]; do
     -r|--rate) RATE="$2"; shift 2 ;;
     --nice) NICE="$2"; shift 2 ;;
     --) shift; EXTRA=("$@"); break ;;
-    -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
     *) echo "live-setup.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -166,7 +167,7 @@ if [ "$PORT" != af_packet ]; then
   done
 fi
 
-ip netns exec "$NS_A" tcpdump -i "$VETH_A" -s 0 -U -w "$CAP" 2>"$WORK/tcpdump.log" &
+ip netns exec "$NS_A" nice -n "$NICE" tcpdump -i "$VETH_A" -s 0 -B 65536 -U -w "$CAP" 2>"$WORK/tcpdump.log" &
 TCPDUMP_PID=$!
 for _ in $(seq 50); do grep -q "listening on" "$WORK/tcpdump.log" 2>/dev/null && break; sleep 0.1; done
 T_READY=$(ms)
