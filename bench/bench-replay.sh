@@ -12,7 +12,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 if [ -z "$cap" ]; then
     cap=$work/bench.pcap
-    bash scripts/make-capture.sh --calls 50 --concurrent 25 --duration 8 --codec PCMA --out "$cap" >/dev/null
+    bash scripts/make-capture.sh --calls 50 --concurrent 25 --length 8 --codec PCMA --out "$cap" >/dev/null
 fi
 cargo build --release -q
 bin=target/release/callrec

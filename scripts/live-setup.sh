@@ -6,7 +6,7 @@
 # usage: live-setup.sh --port af_packet|tap|dpdk --out DIR --capture FILE [--callrec BIN]
 #          [--calls N] [--concurrent C] [--length SECONDS] [--codec PCMA|PCMU] [--dn DN]
 #          [--other-dn DN] [--other-calls K] [--stop-at SECONDS] [--stop-timeout SECONDS]
-#          [-- CALLREC-ARGS...]
+#          [-r|--rate CALLS-PER-SECOND] [--nice N] [-- CALLREC-ARGS...]
 #   --port af_packet  callrec reads af_packet:<agent veth> (promiscuous: both directions)
 #   --port dpdk       callrec (built with --features dpdk) runs DPDK's net_tap PMD, which creates
 #                     the TAP <name>; mirrored like --port tap (EAL: --no-huge -m 1024 --no-pci)
@@ -19,6 +19,9 @@
 #                     after an RTP packet (the calls run on; callrec must finalize every open
 #                     recording); the capture then holds more than callrec read
 #   --stop-timeout S  callrec must exit within S seconds of SIGTERM (default 30)
+#   -r, --rate R      SIPp's call rate, new calls per second (default 10)
+#   --nice N          runs callrec and the reference tcpdump (64 MiB buffer) under `nice -n N`
+#                     (negative: ahead of SIPp on a small machine)
 #   CALLREC-ARGS      passed to `callrec run` after --port/--out/--record-dn (e.g. --sip-trace T)
 # Every call plays the same audio (SIPp's play_pcap_audio of two sox-made files): unlike
 # make-capture.sh nothing can rewrite live packets per stream, so judge each call by its
@@ -28,7 +31,8 @@
 # -> SIGTERM callrec -> wait for its exit. Namespaces are always deleted.
 # prints callrec's stdout, then "callrec-exit RC", "stop-ms MS" (SIGTERM to exit), "sigterm-ns NS"
 # (wall clock when SIGTERM was sent), "calls-s S", "left-src 192.0.2.10", "dn DN",
-# "other-dn DN", "calls N K", "capture FILE".
+# "other-dn DN", "calls N K", "capture FILE", "cpu-ticks T HZ" (callrec's user + system CPU
+# time from /proc just before SIGTERM, in ticks of HZ a second).
 # Exit status: 0 when SIPp's calls all completed and callrec exited 0 after SIGTERM.
 # Needs root (ip netns, tc), sipp, tcpdump, sox, python3.
 set -euo pipefail
@@ -38,7 +42,7 @@ PY=/usr/bin/python3; [ -x "$PY" ] || PY=python3
 
 PORT="" OUT="" CAP="" CALLREC="$HERE/../target/release/callrec"
 CALLS=10 CONC=5 LEN=6 CODEC=PCMA DN=2001 OTHER_DN=2999 OTHER_CALLS=0 STOP_TIMEOUT=30
-STOP_AT="" EXTRA=()
+STOP_AT="" RATE=10 NICE=0 EXTRA=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --port) PORT="$2"; shift 2 ;;
@@ -54,8 +58,10 @@ while [ $# -gt 0 ]; do
     --other-calls) OTHER_CALLS="$2"; shift 2 ;;
     --stop-timeout) STOP_TIMEOUT="$2"; shift 2 ;;
     --stop-at) STOP_AT="$2"; shift 2 ;;
+    -r|--rate) RATE="$2"; shift 2 ;;
+    --nice) NICE="$2"; shift 2 ;;
     --) shift; EXTRA=("$@"); break ;;
-    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
     *) echo "live-setup.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -133,7 +139,7 @@ if [ "$PORT" = dpdk ]; then
   EXTRA=(--eal "-l 0 --no-huge -m 1024 --no-pci --file-prefix $TAG --vdev=net_tap0,iface=$TAP" "${EXTRA[@]}")
 fi
 # `ip netns exec` execs callrec, so this pid is callrec's own and SIGTERM reaches it
-ip netns exec "$NS_A" "$CALLREC" run --port "$SPEC" --out "$OUT" --record-dn "$DN" "${EXTRA[@]}" \
+ip netns exec "$NS_A" nice -n "$NICE" "$CALLREC" run --port "$SPEC" --out "$OUT" --record-dn "$DN" "${EXTRA[@]}" \
   >"$WORK/callrec.out" 2>"$WORK/callrec.err" &
 CALLREC_PID=$!
 ready=0
@@ -161,7 +167,7 @@ if [ "$PORT" != af_packet ]; then
   done
 fi
 
-ip netns exec "$NS_A" tcpdump -i "$VETH_A" -s 0 -U -w "$CAP" 2>"$WORK/tcpdump.log" &
+ip netns exec "$NS_A" nice -n "$NICE" tcpdump -i "$VETH_A" -s 0 -B 65536 -U -w "$CAP" 2>"$WORK/tcpdump.log" &
 TCPDUMP_PID=$!
 for _ in $(seq 50); do grep -q "listening on" "$WORK/tcpdump.log" 2>/dev/null && break; sleep 0.1; done
 T_READY=$(ms)
@@ -175,7 +181,7 @@ UAS_PID=$!
 sleep 0.3
 uac() { # dn, calls, local sip port, rtp port base
   ip netns exec "$NS_C" timeout "$BOUND" sipp -sf uac.xml -i "$CUST_IP" -p "$3" -mi "$CUST_IP" \
-    -mp "$4" -s "$1" -m "$2" -l "$CONC" -r 10 \
+    -mp "$4" -s "$1" -m "$2" -l "$CONC" -r "$RATE" \
     -timeout "${BOUND}s" -timeout_error -nostdin -trace_err -default_behaviors all \
     "$AGENT_IP:5060" >"$WORK/uac-$1.log" 2>&1
 }
@@ -184,8 +190,10 @@ if [ "$OTHER_CALLS" -gt 0 ]; then
   uac "$OTHER_DN" "$OTHER_CALLS" 5062 40000 & OTHER_PID=$!
 fi
 # SIGTERM, then wait for callrec to finalize and exit
-T_STOP="" T_EXIT="" crc=""
+T_STOP="" T_EXIT="" crc="" CPU_TICKS=""
 stop_callrec() {
+  # utime + stime (fields 14, 15; the name in field 2 holds no spaces: "(callrec)")
+  CPU_TICKS=$(awk '{print $14 + $15}' "/proc/$CALLREC_PID/stat" 2>/dev/null || true)
   T_STOP=$(ms)
   STOP_NS=$(date +%s%N)
   kill -TERM "$CALLREC_PID"
@@ -237,4 +245,5 @@ echo "dn $DN"
 echo "other-dn $OTHER_DN"
 echo "calls $CALLS $OTHER_CALLS"
 echo "capture $CAP"
+echo "cpu-ticks ${CPU_TICKS:-0} $(getconf CLK_TCK)"
 [ "$rc" = 0 ] && [ "$crc" = 0 ]
