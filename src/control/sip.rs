@@ -21,11 +21,13 @@
 //! (percent-decoded), and the compact/any-case header names behind its `Headers` map.
 
 mod build;
+mod links;
 #[cfg(test)]
 mod tests;
 mod text;
 
 pub use build::{response_to, SipBuilder};
+pub use links::ReferTarget;
 
 use bytes::Bytes;
 use ezk_sip_types::header::typed::{CSeq, CallID};
