@@ -253,7 +253,7 @@ impl Dataplane {
 fn push_rtp(ring: &mut rtrb::Producer<WriterMsg>, target: FlowTarget, ts: Timestamp, payload: &[u8]) {
     debug_assert!(payload.len() <= MAX_RTP_LEN, "classify drops oversize RTP");
     let len = payload.len().min(MAX_RTP_LEN);
-    let mut item = RtpItem { recording: target.recording, channel: target.channel, ts, len: len as u16, data: [0; MAX_RTP_LEN] };
+    let mut item = RtpItem { recording: target.recording, channel: target.channel, source: target.source, ts, len: len as u16, data: [0; MAX_RTP_LEN] };
     item.data[..len].copy_from_slice(&payload[..len]);
     push_waiting(ring, WriterMsg::Rtp(item));
 }

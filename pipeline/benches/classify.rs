@@ -44,7 +44,7 @@ fn table() -> FlowTable {
     for c in 0..CALLS {
         let port = 10_000 + (c % 25_000) as u16 * 2;
         let (a, b) = (addr(c, port), addr(c + 1, port));
-        let target = |channel| FlowTarget { writer: 0, recording: RecordingId(c), channel };
+        let target = |channel| FlowTarget { writer: 0, recording: RecordingId(c), channel, source: 0 };
         t.apply(FlowUpdate::Install(FlowKey { src: a, dst: b }, target(Channel::Left)));
         t.apply(FlowUpdate::Install(FlowKey { src: b, dst: a }, target(Channel::Right)));
     }

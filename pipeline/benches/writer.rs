@@ -43,6 +43,7 @@ fn bench(c: &mut Criterion) {
         let mut item = RtpItem {
             recording: RecordingId(1),
             channel: Channel::Left,
+            source: 0,
             ts: Timestamp(1_000_000_000),
             len: 172,
             data,

@@ -177,7 +177,7 @@ mod tests {
         let c = Classifier::new(&[5060]);
         let mut flows = FlowTable::new();
         let key = FlowKey { src: a("192.0.2.10:6000"), dst: a("192.0.2.20:6002") };
-        let target = FlowTarget { writer: 0, recording: RecordingId(1), channel: Channel::Left };
+        let target = FlowTarget { writer: 0, recording: RecordingId(1), channel: Channel::Left, source: 0 };
         flows.apply(FlowUpdate::Install(key, target));
 
         assert_eq!(c.classify(a("192.0.2.10:5060"), a("192.0.2.20:5060"), b"INVITE sip:a@b SIP/2.0\r\n", &flows), Class::Sip);

@@ -37,6 +37,10 @@ impl Channel {
     }
 }
 
+/// How many parties' streams one channel of a recording holds at once (sources
+/// `0..MAX_SOURCES`); their audio is mixed where it overlaps.
+pub const MAX_SOURCES: usize = 4;
+
 /// Where the packets of a flow go.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct FlowTarget {
@@ -46,6 +50,10 @@ pub struct FlowTarget {
     pub recording: RecordingId,
     /// The channel of the recording.
     pub channel: Channel,
+    /// Which party's stream inside the channel (0..[`MAX_SOURCES`]); the control core gives
+    /// each party present in a channel its own source so two agents' streams can be mixed
+    /// and a transfer's overlapping tails do not fight.
+    pub source: u8,
 }
 
 /// A change the control core asks of the flow table.
@@ -119,7 +127,7 @@ mod tests {
     fn exact_then_destination_fallback_then_removed() {
         let mut t = FlowTable::new();
         let key = FlowKey { src: a("192.0.2.1:4000"), dst: a("192.0.2.2:6000") };
-        let target = FlowTarget { writer: 1, recording: RecordingId(7), channel: Channel::Left };
+        let target = FlowTarget { writer: 1, recording: RecordingId(7), channel: Channel::Left, source: 0 };
         t.apply(FlowUpdate::Install(key, target));
         assert_eq!(t.lookup(key.src, key.dst), Some(target));
         // an asymmetric sender reaching the announced destination

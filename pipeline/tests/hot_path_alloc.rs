@@ -108,6 +108,7 @@ fn parse_classify_and_flow_lookup_allocate_nothing() {
             writer: 0,
             recording: RecordingId(u32::from(i)),
             channel: Channel::Left,
+            source: 0,
         };
         flows.apply(FlowUpdate::Install(key, target));
     }
@@ -185,6 +186,7 @@ fn writer_places_and_writes_rtp_without_allocating() {
         let mut item = RtpItem {
             recording: id,
             channel: Channel::Left,
+            source: 0,
             ts: Timestamp(0),
             len: 0,
             data: [0; MAX_RTP_LEN],

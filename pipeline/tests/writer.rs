@@ -47,6 +47,7 @@ fn item(id: u32, ch: Channel, at_ms: u64, seq: u16, pt: u8, fill: u8) -> RtpItem
     RtpItem {
         recording: RecordingId(id),
         channel: ch,
+        source: 0,
         ts: Timestamp(T0 + at_ms * MS),
         len: 172,
         data,

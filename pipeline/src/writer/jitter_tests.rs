@@ -2,10 +2,10 @@
 
 use super::*;
 
-const T0: u64 = 1_700_000_000_000_000_000;
-const MS: u64 = 1_000_000;
+pub(super) const T0: u64 = 1_700_000_000_000_000_000;
+pub(super) const MS: u64 = 1_000_000;
 
-fn spec(pts: &[(u8, Codec)], event: Option<u8>) -> ChannelSpec {
+pub(super) fn spec(pts: &[(u8, Codec)], event: Option<u8>) -> ChannelSpec {
     let mut payload_types = heapless::Vec::new();
     for p in pts {
         payload_types.push(*p).unwrap();
@@ -16,11 +16,11 @@ fn spec(pts: &[(u8, Codec)], event: Option<u8>) -> ChannelSpec {
     }
 }
 
-fn pcma() -> ChannelSpec {
+pub(super) fn pcma() -> ChannelSpec {
     spec(&[(8, Codec::Pcma)], Some(101))
 }
 
-fn rtp(pt: u8, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
+pub(super) fn rtp(pt: u8, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
     let mut b = vec![0x80, pt];
     b.extend_from_slice(&seq.to_be_bytes());
     b.extend_from_slice(&ts.to_be_bytes());
@@ -31,15 +31,15 @@ fn rtp(pt: u8, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
 
 /// Collects committed audio.
 #[derive(Default)]
-struct Out {
-    l: Vec<u8>,
-    r: Vec<u8>,
-    ll: Vec<i16>,
-    rl: Vec<i16>,
+pub(super) struct Out {
+    pub(super) l: Vec<u8>,
+    pub(super) r: Vec<u8>,
+    pub(super) ll: Vec<i16>,
+    pub(super) rl: Vec<i16>,
 }
 
 impl Out {
-    fn sink(&mut self) -> impl FnMut(Frames<'_>) + '_ {
+    pub(super) fn sink(&mut self) -> impl FnMut(Frames<'_>) + '_ {
         move |f| match f {
             Frames::Law(a, b) => {
                 assert_eq!(a.len(), b.len());
@@ -54,13 +54,13 @@ impl Out {
     }
 }
 
-struct Rig {
-    p: Placement,
-    out: Out,
+pub(super) struct Rig {
+    pub(super) p: Placement,
+    pub(super) out: Out,
 }
 
 impl Rig {
-    fn new(window: u32) -> Self {
+    pub(super) fn new(window: u32) -> Self {
         let cfg = PlacementConfig {
             window_samples: window,
         };
@@ -70,12 +70,12 @@ impl Rig {
         }
     }
     /// Packet `seq` of a 20 ms stream whose byte value is `fill`, captured at `at_ms`.
-    fn send(&mut self, ch: Channel, at_ms: u64, seq: u16, ts: u32, fill: u8) {
+    pub(super) fn send(&mut self, ch: Channel, at_ms: u64, seq: u16, ts: u32, fill: u8) {
         let b = rtp(8, seq, ts, 0x1111 + ch.index() as u32, &[fill; 160]);
         self.p
-            .place(ch, Timestamp(T0 + at_ms * MS), &b, &mut self.out.sink());
+            .place(ch, 0, Timestamp(T0 + at_ms * MS), &b, &mut self.out.sink());
     }
-    fn finish(&mut self) {
+    pub(super) fn finish(&mut self) {
         self.p.flush(&mut self.out.sink());
     }
 }
@@ -85,7 +85,7 @@ fn val(i: u16) -> u8 {
     (i % 100) as u8 + 1
 }
 
-fn runs(v: &[u8]) -> Vec<(u8, usize)> {
+pub(super) fn runs(v: &[u8]) -> Vec<(u8, usize)> {
     let mut out: Vec<(u8, usize)> = Vec::new();
     for &b in v {
         match out.last_mut() {
@@ -163,7 +163,7 @@ fn late_beyond_window_is_counted_and_dropped() {
     assert_eq!(r.out.l.len(), 12 * 160);
 }
 
-const ALAW_SILENCE_FOR_TESTS: u8 = crate::writer::g711::ALAW_SILENCE;
+pub(super) const ALAW_SILENCE_FOR_TESTS: u8 = crate::writer::g711::ALAW_SILENCE;
 
 #[test]
 fn duplicates_are_counted_and_dropped() {
@@ -275,6 +275,7 @@ fn events_and_unknown_payload_types_are_ignored() {
     let ev = rtp(101, 1, 160, 0x1111, &[1, 0, 0, 160]);
     r.p.place(
         Channel::Left,
+        0,
         Timestamp(T0 + 20 * MS),
         &ev,
         &mut r.out.sink(),
@@ -282,12 +283,14 @@ fn events_and_unknown_payload_types_are_ignored() {
     let g729 = rtp(18, 2, 160, 0x1111, &[0; 20]);
     r.p.place(
         Channel::Left,
+        0,
         Timestamp(T0 + 20 * MS),
         &g729,
         &mut r.out.sink(),
     );
     r.p.place(
         Channel::Left,
+        0,
         Timestamp(T0 + 20 * MS),
         &[0x80, 8, 0],
         &mut r.out.sink(),
@@ -306,6 +309,7 @@ fn ssrc_change_and_huge_jump_reanchor_on_capture_time() {
     let b = rtp(8, 9000, 777_777, 0x2222, &[3; 160]);
     r.p.place(
         Channel::Left,
+        0,
         Timestamp(T0 + 1000 * MS),
         &b,
         &mut r.out.sink(),
@@ -314,6 +318,7 @@ fn ssrc_change_and_huge_jump_reanchor_on_capture_time() {
     let b = rtp(8, 9001, 777_777 + 40 * 8000, 0x2222, &[4; 160]);
     r.p.place(
         Channel::Left,
+        0,
         Timestamp(T0 + 1020 * MS),
         &b,
         &mut r.out.sink(),
@@ -338,12 +343,14 @@ fn codec_switch_is_transcoded_and_linear_kind_decodes() {
     let mut out = Out::default();
     p.place(
         Channel::Left,
+        0,
         Timestamp(T0),
         &rtp(8, 0, 0, 1, &[0x12; 160]),
         &mut out.sink(),
     );
     p.place(
         Channel::Left,
+        0,
         Timestamp(T0 + 20 * MS),
         &rtp(0, 1, 160, 1, &[0xFF; 160]),
         &mut out.sink(),
@@ -363,12 +370,14 @@ fn codec_switch_is_transcoded_and_linear_kind_decodes() {
     let mut out = Out::default();
     p.place(
         Channel::Left,
+        0,
         Timestamp(T0),
         &rtp(8, 0, 0, 1, &[0xAA; 160]),
         &mut out.sink(),
     );
     p.place(
         Channel::Right,
+        0,
         Timestamp(T0),
         &rtp(0, 0, 0, 2, &[0x80; 160]),
         &mut out.sink(),
@@ -395,18 +404,21 @@ fn hostile_capture_times_and_window_do_not_panic() {
     let mut r = Rig::new(u32::MAX);
     r.p.place(
         Channel::Left,
+        0,
         Timestamp(u64::MAX),
         &rtp(8, 0, 0, 1, &[1; 160]),
         &mut r.out.sink(),
     );
     r.p.place(
         Channel::Right,
+        0,
         Timestamp(0),
         &rtp(8, 0, u32::MAX, 2, &[2; 160]),
         &mut r.out.sink(),
     );
     r.p.place(
         Channel::Left,
+        0,
         Timestamp(5),
         &rtp(8, 1, 1 << 31, 1, &[3; 1000]),
         &mut r.out.sink(),
@@ -504,7 +516,11 @@ fn one_packet_with_a_wild_capture_time_costs_that_packet_only() {
     assert_eq!(got[10], (ALAW_SILENCE_FOR_TESTS, 160));
     assert_eq!([&got[..10], &got[11..]].concat(), want);
     let c = r.p.counters(Channel::Left);
-    assert_eq!((c.reanchors, c.late, c.lost), (0, 1, 0), "held back: late, not lost");
+    assert_eq!(
+        (c.reanchors, c.late, c.lost),
+        (0, 1, 0),
+        "held back: late, not lost"
+    );
 }
 
 #[test]
@@ -617,7 +633,7 @@ fn random_streams_never_panic_and_keep_the_channels_equal() {
             } else {
                 Channel::Right
             };
-            p.place(c, Timestamp(at), &b, &mut out.sink());
+            p.place(c, 0, Timestamp(at), &b, &mut out.sink());
         }
         p.flush(&mut out.sink());
         assert_eq!(out.l.len(), out.r.len(), "round {round}");

@@ -5,6 +5,7 @@
 //! recording, `Stop` after its last. One producer per ring (the thread running classify and
 //! the control core).
 
+pub use crate::flow::MAX_SOURCES;
 use crate::flow::{Channel, RecordingId};
 use crate::Timestamp;
 use std::path::PathBuf;
@@ -81,6 +82,11 @@ pub struct RtpItem {
     pub recording: RecordingId,
     /// Its channel.
     pub channel: Channel,
+    /// Which party's stream inside the channel (0..[`MAX_SOURCES`]); the control core gives
+    /// each party present in a channel its own source so two agents' streams can be mixed
+    /// and a transfer's overlapping tails do not fight. Copied from the flow's
+    /// [`FlowTarget`](crate::flow::FlowTarget); out of range counts as invalid.
+    pub source: u8,
     /// Capture time.
     pub ts: Timestamp,
     /// Bytes used in `data`.

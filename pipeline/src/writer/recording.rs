@@ -128,7 +128,7 @@ impl Recording {
         } = self;
         let mut sink =
             |f: Frames<'_>| write_frames(wav, error, write_errors, dirty, &spec.conf_id, f);
-        placement.place(item.channel, item.ts, item.bytes(), &mut sink);
+        placement.place(item.channel, item.source, item.ts, item.bytes(), &mut sink);
     }
 
     /// Silence from `at` until `resume`.

@@ -306,6 +306,7 @@ impl McpRole {
                 writer: self.writer,
                 recording: id,
                 channel,
+                source: 0,
             };
             self.outputs
                 .push(RoleOutput::Flow(FlowUpdate::Install(key, target)));

@@ -188,7 +188,8 @@ fn start_to_stop_exchanges_the_seed_messages_in_order() {
                 FlowTarget {
                     writer: 0,
                     recording: rec,
-                    channel: Channel::Left
+                    channel: Channel::Left,
+                    source: 0
                 }
             ),
             FlowUpdate::Install(
@@ -196,7 +197,8 @@ fn start_to_stop_exchanges_the_seed_messages_in_order() {
                 FlowTarget {
                     writer: 0,
                     recording: rec,
-                    channel: Channel::Right
+                    channel: Channel::Right,
+                    source: 0
                 }
             ),
         ]
@@ -380,6 +382,7 @@ fn media_update_moves_the_flows_and_keeps_the_recording() {
         writer: 0,
         recording: RecordingId(1),
         channel,
+        source: 0,
     };
     assert_eq!(
         flows,
@@ -425,6 +428,7 @@ fn hold_reinvite_keeps_the_flows_on_the_real_addresses() {
         writer: 0,
         recording: RecordingId(1),
         channel,
+        source: 0,
     };
     assert_eq!(
         flows,
