@@ -15,7 +15,7 @@
 //! its 2xx arrives (a rejected offer changes nothing).
 
 use crate::control::sdp::{MediaDescription, SessionDescription};
-use crate::control::sip::SipMessage;
+use crate::control::sip::{ReferTarget, SipMessage};
 use callrec_pipeline::Timestamp;
 use slab::Slab;
 use std::collections::{HashMap, VecDeque};
@@ -88,6 +88,34 @@ pub enum CallEvent {
         /// Time of the message that completed the change.
         at: Timestamp,
     },
+    /// A REFER was sent in an established call (blind or attended transfer, or an invitation
+    /// into a conference): its recipient is expected to INVITE the target next. Reported once
+    /// per REFER transaction, whether or not it is accepted: the INVITE that follows is what
+    /// counts.
+    Refer {
+        /// The call the REFER was sent in.
+        call: CallHandle,
+        /// Whether the caller sent it (so the callee is the one being transferred).
+        by_caller: bool,
+        /// Where the recipient is sent.
+        target: ReferTarget,
+        /// Time of the REFER.
+        at: Timestamp,
+    },
+    /// The initial INVITE was redirected (3xx): the caller is expected to try the Contact
+    /// next, under the same or a new Call-ID. `Ended` follows.
+    Redirected {
+        /// The call.
+        call: CallHandle,
+        /// Its Call-ID.
+        call_id: String,
+        /// The caller.
+        caller: Party,
+        /// User part of the first Contact of the 3xx.
+        contact_user: Option<String>,
+        /// Time of the 3xx.
+        at: Timestamp,
+    },
     /// The call is over and forgotten; [`CallTracker::call`] no longer finds it.
     Ended {
         /// The call.
@@ -129,7 +157,18 @@ pub struct Call {
     pub answered: Option<Timestamp>,
     /// Time of the last SIP message of this call.
     pub last_activity: Timestamp,
+    /// `user@host` of the initial INVITE's Request-URI (what dialogs to one conference
+    /// focus share).
+    pub request_target: Option<String>,
+    /// Call-ID named by the initial INVITE's Replaces header (it takes that dialog's place).
+    pub replaces: Option<String>,
+    /// User part of the initial INVITE's Referred-By (the caller was transferred by them).
+    pub referred_by: Option<String>,
+    /// The callee answered as a conference focus (`isfocus` in the 2xx Contact).
+    pub callee_focus: bool,
     serial: u32,
+    /// CSeq of the last REFER reported, so retransmissions report nothing.
+    last_refer: Option<u32>,
     invite_cseq: u32,
     caller_tag: Option<String>,
     late_offer: bool,
@@ -342,7 +381,12 @@ impl CallTracker {
             started: now,
             answered: None,
             last_activity: now,
+            request_target: msg.request_target(),
+            replaces: msg.replaces(),
+            referred_by: msg.referred_by_user(),
+            callee_focus: false,
             serial,
+            last_refer: None,
             invite_cseq: msg.cseq.0,
             caller_tag: msg.from_tag.clone(),
             late_offer,
@@ -403,6 +447,15 @@ impl CallTracker {
                     }
                 }
             }
+            "REFER" if call.state == CallState::Established => {
+                if call.last_refer.is_some_and(|c| c >= msg.cseq.0) {
+                    return;
+                }
+                call.last_refer = Some(msg.cseq.0);
+                if let Some(target) = msg.refer_target() {
+                    self.events.push_back(CallEvent::Refer { call: h, by_caller: from_caller, target, at: now });
+                }
+            }
             "CANCEL" if call.state != CallState::Established => call.cancelled = true,
             "BYE" => self.end(slot, now, EndReason::Bye),
             _ => {}
@@ -431,6 +484,7 @@ impl CallTracker {
                 200..=299 => {
                     call.state = CallState::Established;
                     call.answered = Some(now);
+                    call.callee_focus = msg.contact_is_focus();
                     if sdp.is_some() {
                         call.callee.media = sdp;
                     }
@@ -447,6 +501,17 @@ impl CallTracker {
                     });
                 }
                 401 | 407 => {} // the caller retries with credentials
+                300..=399 if !call.cancelled => {
+                    let contact_user = msg.contact.as_deref().and_then(crate::control::sip::uri_user_of);
+                    self.events.push_back(CallEvent::Redirected {
+                        call: h,
+                        call_id: call.call_id.clone(),
+                        caller: call.caller.clone(),
+                        contact_user,
+                        at: now,
+                    });
+                    self.end(slot, now, EndReason::Rejected(code));
+                }
                 _ => {
                     let reason = if call.cancelled {
                         EndReason::Cancel

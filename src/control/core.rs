@@ -123,13 +123,25 @@ impl Trigger {
     }
 }
 
-/// A recording in progress for one call (at most one per call).
+/// A recording in progress for one call (at most one per call), on the dialog that holds
+/// the customer (see the `follow` module).
 pub(crate) struct Recorded {
     session: SessionId,
     customer_is_caller: bool,
     trigger: Trigger,
     paused: bool,
     conf_id: String,
+    /// The recorded DN (the agent's, for an agent-side recording: it ends when they leave).
+    dn: String,
+    /// When the customer talks to a conference focus: each agent's own dialog with it
+    /// (dialog, agent is its caller), mixed into the right channel.
+    agent_legs: Vec<(CallHandle, bool)>,
+    /// Source slot of each agent-side stream: (dialog, that agent is its caller, slot).
+    slots: Vec<(CallHandle, bool, u8)>,
+    /// Every Call-ID that carried the recording's media.
+    call_ids: Vec<String>,
+    /// Handed to a dialog that has not been answered yet: its media counts from the answer.
+    awaiting_answer: bool,
 }
 
 /// A RouteCall recording waiting for the call to be answered (or to reach the agent).
@@ -151,6 +163,10 @@ pub(crate) struct LiveCall {
     established: bool,
     recording: Option<Recorded>,
     pending_route: Option<PendingRoute>,
+    /// A REFER sent in this dialog, waiting for the INVITE it asks for.
+    refer: Option<follow::PendingRefer>,
+    /// `user@host` of the conference focus this dialog's callee answered as.
+    focus: Option<String>,
 }
 
 impl LiveCall {
@@ -186,6 +202,8 @@ pub struct ControlCore {
     regs: Registrations,
     agents: Agents,
     cti: CtiConfig,
+    /// Redirected INVITEs waiting for the caller's next try.
+    redirects: Vec<follow::Redirect>,
     /// Recording ids (`Extensions.id`) used this run: a reused one would overwrite its file.
     used_ids: HashSet<String>,
     out_dir: PathBuf,
@@ -222,6 +240,7 @@ impl ControlCore {
             agents: Agents::new(cfg.config.agents.iter().filter(|a| a.record).map(|a| a.id.as_str())),
             cti: cfg.config.cti.clone(),
             used_ids: HashSet::new(),
+            redirects: Vec::new(),
             out_dir: cfg.out_dir,
             out: VecDeque::new(),
             counters: ControlCounters::default(),
@@ -246,7 +265,7 @@ impl ControlCore {
             // An initial INVITE creates a call and no tracker event: the call becomes visible
             // to CTI here, before it is answered.
             if let Some(h) = self.tracker.find(&msg.call_id) {
-                self.on_new_call(h);
+                self.on_new_call(now, h);
             }
         }
         self.drain_calls(now);
@@ -299,9 +318,16 @@ impl ControlCore {
         }
     }
 
-    fn on_new_call(&mut self, h: CallHandle) {
+    fn on_new_call(&mut self, now: Timestamp, h: CallHandle) {
+        let link = self.find_link(now, h);
         let Some(c) = self.tracker.call(h) else { return };
-        let conn_id = self.conn_ids.next_id();
+        let (conn_id, pending_route) = match link {
+            Some(l) => {
+                tracing::debug!(call_id = %c.call_id, conn_id = %l.conn_id, from = ?l.from, "dialog continues a call");
+                (l.conn_id, l.pending_route)
+            }
+            None => (self.conn_ids.next_id(), None),
+        };
         let call = LiveCall {
             seq: self.next_seq,
             conn_id: conn_id.clone(),
@@ -310,13 +336,15 @@ impl ControlCore {
             callee: c.callee.clone(),
             established: false,
             recording: None,
-            pending_route: None,
+            pending_route,
+            refer: None,
+            focus: None,
         };
         self.next_seq += 1;
         tracing::debug!(call_id = %c.call_id, %conn_id, "new call");
         let evs = call_events(&self.regs, &call, CallNote::Ringing);
         self.out.extend(evs);
-        self.by_conn.insert(conn_id, h);
+        self.by_conn.entry(conn_id).or_insert(h);
         self.calls.insert(h, call);
     }
 
@@ -331,25 +359,44 @@ impl ControlCore {
                     let Some(c) = self.calls.get_mut(&call) else { continue };
                     c.caller = caller;
                     c.callee = callee;
-                    let Some(rec) = &c.recording else { continue };
-                    let (customer, agent) = sides(rec.customer_is_caller, &c.caller, &c.callee);
-                    if let (Some(cm), Some(am)) = (customer.media.clone(), agent.media.clone()) {
-                        let session = rec.session;
-                        if let Err(e) = self.roles.update_media(now, session, cm, am) {
-                            tracing::warn!(error = %e, "could not move a recording's media");
-                        }
-                        self.pull_roles();
+                    let conn_id = c.conn_id.clone();
+                    // The recording this dialog's media feeds: its own, or the one of the
+                    // customer's dialog it is a conference leg of.
+                    let home = if c.recording.is_some() {
+                        Some(call)
+                    } else {
+                        self.recording_home(&conn_id).filter(|k| {
+                            self.calls.get(k).and_then(|hc| hc.recording.as_ref()).is_some_and(|r| r.agent_legs.iter().any(|(l, _)| *l == call))
+                        })
+                    };
+                    if let Some(home) = home {
+                        self.refresh_streams(now, home);
                     }
+                }
+                CallEvent::Refer { call, by_caller, target, at } => self.on_refer(call, by_caller, target, at),
+                CallEvent::Redirected { call, call_id, caller, contact_user, .. } => {
+                    self.on_redirect(now, call, call_id, caller, contact_user)
                 }
                 CallEvent::Ended { call, .. } => {
                     self.counters.calls_ended += 1;
                     let Some(mut c) = self.calls.remove(&call) else { continue };
-                    self.by_conn.remove(&c.conn_id);
+                    self.leave_legs(now, call, &c);
                     if let Some(rec) = c.recording.take() {
-                        if let Err(e) = self.roles.stop(now, rec.session) {
-                            tracing::warn!(error = %e, "could not stop a recording");
+                        if let Some(rec) = self.hand_over(now, &c, rec) {
+                            if let Err(e) = self.roles.stop(now, rec.session) {
+                                tracing::warn!(error = %e, "could not stop a recording");
+                            }
+                            self.pull_roles();
                         }
-                        self.pull_roles();
+                    }
+                    if self.by_conn.get(&c.conn_id) == Some(&call) {
+                        let next = self.recording_home(&c.conn_id).or_else(|| {
+                            self.calls.iter().filter(|(_, o)| o.conn_id == c.conn_id).max_by_key(|(_, o)| o.seq).map(|(k, _)| *k)
+                        });
+                        match next {
+                            Some(k) => self.by_conn.insert(c.conn_id.clone(), k),
+                            None => self.by_conn.remove(&c.conn_id),
+                        };
                     }
                     let evs = call_events(&self.regs, &c, CallNote::Released);
                     self.out.extend(evs);
@@ -364,6 +411,9 @@ impl ControlCore {
         c.callee = callee;
         c.established = true;
         self.notify_call(h, CallNote::Established);
+        if self.follow_on_answer(now, h) {
+            return;
+        }
         let Some(c) = self.calls.get(&h) else { return };
         if let Some(d) = self.triggers.decide(view(&c.caller), view(&c.callee)) {
             self.start_auto(now, h, d.dn, d.customer_is_caller, Trigger::Static(d.trigger));
@@ -417,6 +467,7 @@ impl ControlCore {
             self.counters.recordings_failed += 1;
             return Err(StartError::NoMedia);
         };
+        let request_dn = dn.clone();
         let request = RecordRequest {
             dn,
             call_ids: vec![c.call_id.clone()],
@@ -436,8 +487,20 @@ impl ControlCore {
                 self.counters.recordings_started += 1;
                 let conf_id = self.roles.conf_id(session).map(|c| c.to_string()).unwrap_or_default();
                 if let Some(c) = self.calls.get_mut(&h) {
-                    c.recording = Some(Recorded { session, customer_is_caller, trigger, paused: false, conf_id: conf_id.clone() });
+                    c.recording = Some(Recorded {
+                        session,
+                        customer_is_caller,
+                        trigger,
+                        paused: false,
+                        conf_id: conf_id.clone(),
+                        dn: request_dn,
+                        agent_legs: Vec::new(),
+                        slots: vec![(h, !customer_is_caller, 0)],
+                        call_ids: vec![c.call_id.clone()],
+                        awaiting_answer: false,
+                    });
                     c.pending_route = None;
+                    self.by_conn.insert(c.conn_id.clone(), h);
                 }
                 Ok(conf_id)
             }
@@ -504,6 +567,9 @@ fn view(p: &Party) -> PartyView<'_> {
 }
 
 mod cti;
+mod follow;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod follow_tests;

@@ -241,3 +241,8 @@ impl SipMessage {
     }
 }
 
+
+/// User part of a URI (`sip:user@host`, `tel:number`), percent-decoded.
+pub fn uri_user_of(uri: &str) -> Option<String> {
+    uri_user(uri)
+}

@@ -70,6 +70,11 @@ impl StaticTriggers {
         }
     }
 
+    /// Whether `dn` is a recorded Extension DN (agent side).
+    pub fn is_recorded_extension(&self, dn: &str) -> bool {
+        self.extensions.contains(dn)
+    }
+
     /// Decides for a call between `caller` and `callee`. A recorded extension wins over a
     /// trunk (its DN is the more specific); the callee's extension over the caller's.
     pub fn decide(&self, caller: PartyView<'_>, callee: PartyView<'_>) -> Option<Decision> {

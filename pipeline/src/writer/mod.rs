@@ -127,6 +127,16 @@ pub enum WriterMsg {
         /// Capture time of the resume.
         at: Timestamp,
     },
+    /// Sets (overwrites) a top-level key of the recording's sidecar, written at Stop: the
+    /// control side's facts that change during the call (parties, holds, Call-IDs).
+    Sidecar {
+        /// The recording.
+        recording: RecordingId,
+        /// The sidecar key.
+        key: String,
+        /// Its value.
+        value: Box<serde_json::Value>,
+    },
     /// Flush and finalize the recording (WAV header, sidecar) and forget it.
     Stop {
         /// The recording.

@@ -131,6 +131,11 @@ impl Recording {
         placement.place(item.channel, item.source, item.ts, item.bytes(), &mut sink);
     }
 
+    /// Sets a top-level sidecar key (written at Stop).
+    pub fn set_sidecar(&mut self, key: String, value: serde_json::Value) {
+        self.spec.sidecar.insert(key, value);
+    }
+
     /// Silence from `at` until `resume`.
     pub fn pause(&mut self, at: Timestamp) {
         self.placement.pause(at);

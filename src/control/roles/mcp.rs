@@ -8,10 +8,10 @@ use super::{
     HDR_EXTENSION_PREFIX, HDR_TRIGGER, MSML_CONTENT_TYPE,
 };
 use crate::control::msml::{MsmlRequest, MsmlResult};
-use crate::control::sdp::{Direction, MediaDescription, SessionDescription};
+use crate::control::sdp::{Direction, MediaDescription};
 use crate::control::sip::{response_to, SipMessage, StartLine};
 use crate::control::uri::{unescape, ConfId, RequestUri};
-use callrec_pipeline::flow::{Channel, FlowKey, FlowTarget, FlowUpdate, RecordingId};
+use callrec_pipeline::flow::{FlowTarget, FlowUpdate, RecordingId};
 use callrec_pipeline::writer::{ChannelSpec, OutputFormat, RecordingSpec, WriterMsg};
 use callrec_pipeline::Timestamp;
 use serde_json::{Map, Value};
@@ -19,20 +19,35 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+mod streams;
+
+use streams::{Presence, Streams};
+
 struct Recording {
     id: RecordingId,
+    /// Paused by MSML.
     paused: bool,
 }
 
 struct Dialog {
     conf_id: ConfId,
     local_tag: String,
-    customer: MediaDescription,
-    agent: MediaDescription,
+    streams: Streams,
     /// Fields for the sidecar, from the INVITE.
     sidecar: Map<String, Value>,
     sdp_version: u32,
     recording: Option<Recording>,
+    /// On hold by the latest SDP (the writer is silent while held or paused).
+    held: bool,
+    presence: Presence,
+    /// Every Call-ID the SIP Server named for this recording, in order.
+    call_ids: Vec<String>,
+}
+
+impl Dialog {
+    fn silent(&self) -> bool {
+        self.held || self.recording.as_ref().is_some_and(|r| r.paused)
+    }
 }
 
 /// The MCP role of writer `k`. Sans-IO: [`handle`](Self::handle) queues messages and outputs.
@@ -91,7 +106,7 @@ impl McpRole {
         };
         match method.as_str() {
             "INVITE" if msg.to_tag.is_none() => self.on_invite(msg, uri, &reply_to),
-            "INVITE" => self.on_reinvite(msg, &reply_to),
+            "INVITE" => self.on_reinvite(now, msg, &reply_to),
             "ACK" => {}
             "INFO" => self.on_info(now, msg, &reply_to),
             "BYE" => {
@@ -140,7 +155,7 @@ impl McpRole {
         if self.dialogs.values().any(|d| d.conf_id == ruri.conf_id) {
             return self.reply(msg, reply_to, 486, "Busy Here (conf-id in use)", None);
         }
-        let (customer, agent) = match streams(msg) {
+        let streams = match Streams::parse(msg, msg.header(HDR_CUSTOMER_DN).map(str::trim), msg.header(HDR_AGENT_DN).map(str::trim)) {
             Ok(s) => s,
             Err(why) => {
                 return self.reply(
@@ -153,37 +168,53 @@ impl McpRole {
             }
         };
         let sidecar = sidecar_fields(msg, &ruri, self.writer);
+        let held = streams.any_hold();
         let dialog = Dialog {
             conf_id: ruri.conf_id,
             local_tag: format!("mcp{}-{:x}", self.writer, self.next_tag),
-            customer,
-            agent,
+            streams,
             sidecar,
             sdp_version: 1,
             recording: None,
+            held,
+            presence: Presence::default(),
+            call_ids: msg.header_all(HDR_CALL_ID).map(|v| v.trim().to_string()).collect(),
         };
         self.next_tag += 1;
         self.answer_sdp(msg, reply_to, &dialog);
         self.dialogs.insert(msg.call_id.clone(), dialog);
     }
 
-    fn on_reinvite(&mut self, msg: &SipMessage, reply_to: &str) {
+    fn on_reinvite(&mut self, now: Timestamp, msg: &SipMessage, reply_to: &str) {
         let Some(mut d) = self.dialogs.remove(&msg.call_id) else {
             return self.reply(msg, reply_to, 481, "Call/Transaction Does Not Exist", None);
         };
-        match streams(msg) {
-            Ok((customer, agent)) => {
-                let customer = keep_address_on_hold(&d.customer, customer);
-                let agent = keep_address_on_hold(&d.agent, agent);
+        let (cdn, adn) = (d.streams.customer.dn.clone(), d.streams.agents.first().and_then(|a| a.dn.clone()));
+        match Streams::parse(msg, cdn.as_deref(), adn.as_deref()) {
+            Ok(new) => {
+                let new = new.keep_addresses_of(&d.streams);
                 if let Some(rec) = &d.recording {
                     let id = rec.id;
+                    let was_silent = d.silent();
                     self.remove_flows(&d);
-                    d.customer = customer;
-                    d.agent = agent;
+                    d.streams = new;
+                    d.held = d.streams.any_hold();
                     self.install_flows(&d, id);
+                    d.presence.update(now, &d.streams.parties());
+                    d.presence.hold(now, d.held);
+                    match (was_silent, d.silent()) {
+                        (false, true) => self.writer_msg(WriterMsg::Pause { recording: id, at: now }),
+                        (true, false) => self.writer_msg(WriterMsg::Resume { recording: id, at: now }),
+                        _ => {}
+                    }
                 } else {
-                    d.customer = customer;
-                    d.agent = agent;
+                    d.streams = new;
+                    d.held = d.streams.any_hold();
+                }
+                for c in msg.header_all(HDR_CALL_ID).map(str::trim) {
+                    if !d.call_ids.iter().any(|x| x == c) {
+                        d.call_ids.push(c.to_string());
+                    }
                 }
                 d.sdp_version += 1;
                 self.answer_sdp(msg, reply_to, &d);
@@ -256,7 +287,7 @@ impl McpRole {
                     sidecar_path: wav_path.with_extension("json"),
                     wav_path,
                     format: self.format,
-                    channels: [channel_spec(&d.customer), channel_spec(&d.agent)],
+                    channels: [channel_spec(&d.streams.customer.media), channel_spec(&d.streams.agents[0].media)],
                     started: now,
                     sidecar: d.sidecar.clone(),
                 };
@@ -264,20 +295,29 @@ impl McpRole {
                 self.writer_msg(WriterMsg::Start(Box::new(spec)));
                 self.install_flows(d, id);
                 d.recording = Some(Recording { id, paused: false });
+                d.presence.update(now, &d.streams.parties());
+                if d.held {
+                    d.presence.hold(now, true);
+                    self.writer_msg(WriterMsg::Pause { recording: id, at: now });
+                }
                 MsmlResult::ok()
             }
             (MsmlRequest::Start { .. }, Some(_)) => MsmlResult::error(409, "already recording"),
             (MsmlRequest::Pause { .. }, Some(rec)) if !rec.paused => {
                 rec.paused = true;
                 let recording = rec.id;
-                self.writer_msg(WriterMsg::Pause { recording, at: now });
+                if !d.held {
+                    self.writer_msg(WriterMsg::Pause { recording, at: now });
+                }
                 MsmlResult::ok()
             }
             (MsmlRequest::Pause { .. }, Some(_)) => MsmlResult::error(409, "already paused"),
             (MsmlRequest::Resume { .. }, Some(rec)) if rec.paused => {
                 rec.paused = false;
                 let recording = rec.id;
-                self.writer_msg(WriterMsg::Resume { recording, at: now });
+                if !d.held {
+                    self.writer_msg(WriterMsg::Resume { recording, at: now });
+                }
                 MsmlResult::ok()
             }
             (MsmlRequest::Resume { .. }, Some(_)) => MsmlResult::error(409, "not paused"),
@@ -293,6 +333,11 @@ impl McpRole {
         if let Some(rec) = d.recording.take() {
             // Flows go first so no packet reaches the writer after its Stop.
             self.remove_flows(d);
+            let (parties, holds) = d.presence.finish(now);
+            let call_ids = Value::Array(d.call_ids.iter().cloned().map(Value::String).collect());
+            for (key, value) in [("parties", parties), ("holds", holds), ("call_ids", call_ids)] {
+                self.writer_msg(WriterMsg::Sidecar { recording: rec.id, key: key.to_string(), value: Box::new(value) });
+            }
             self.writer_msg(WriterMsg::Stop {
                 recording: rec.id,
                 at: now,
@@ -301,12 +346,12 @@ impl McpRole {
     }
 
     fn install_flows(&mut self, d: &Dialog, id: RecordingId) {
-        for (key, channel) in flow_keys(d) {
+        for (key, channel, source) in d.streams.flow_keys() {
             let target = FlowTarget {
                 writer: self.writer,
                 recording: id,
                 channel,
-                source: 0,
+                source,
             };
             self.outputs
                 .push(RoleOutput::Flow(FlowUpdate::Install(key, target)));
@@ -314,7 +359,7 @@ impl McpRole {
     }
 
     fn remove_flows(&mut self, d: &Dialog) {
-        for (key, _) in flow_keys(d) {
+        for (key, _, _) in d.streams.flow_keys() {
             self.outputs.push(RoleOutput::Flow(FlowUpdate::Remove(key)));
         }
     }
@@ -337,11 +382,12 @@ impl McpRole {
             direction: Direction::RecvOnly,
             ..m.clone()
         };
-        let sdp = sdp_body(
-            &self.addr,
-            d.sdp_version,
-            &[&answer(&d.customer), &answer(&d.agent)],
-        );
+        let answers: Vec<MediaDescription> = std::iter::once(&d.streams.customer)
+            .chain(&d.streams.agents)
+            .map(|s| answer(&s.media))
+            .collect();
+        let refs: Vec<&MediaDescription> = answers.iter().collect();
+        let sdp = sdp_body(&self.addr, d.sdp_version, &refs);
         let mut b = response_to(msg, 200, "OK", Some(&d.local_tag));
         for rr in msg.header_all("Record-Route") {
             b = b.header("Record-Route", rr);
@@ -387,69 +433,12 @@ impl McpRole {
     }
 }
 
-/// Customer stream (customer -> agent) on the left, agent stream (agent -> customer) on the
-/// right. Each party's SDP address is where it receives, and with symmetric RTP where it sends.
-fn flow_keys(d: &Dialog) -> [(FlowKey, Channel); 2] {
-    [
-        (
-            FlowKey {
-                src: d.customer.addr,
-                dst: d.agent.addr,
-            },
-            Channel::Left,
-        ),
-        (
-            FlowKey {
-                src: d.agent.addr,
-                dst: d.customer.addr,
-            },
-            Channel::Right,
-        ),
-    ]
-}
-
-/// A held stream (`c=0.0.0.0`, RFC 2543) or a disabled one (port 0) names no address RTP
-/// comes from; the party still sends (music on hold) and later resumes from where it was, so
-/// its flows stay on the last real address.
-fn keep_address_on_hold(old: &MediaDescription, new: MediaDescription) -> MediaDescription {
-    if new.addr.ip().is_unspecified() || new.addr.port() == 0 {
-        MediaDescription {
-            addr: old.addr,
-            ..new
-        }
-    } else {
-        new
-    }
-}
-
 pub(super) fn channel_spec(m: &MediaDescription) -> ChannelSpec {
     // heapless::Vec holds 8; an m= line with more G.711 types than that keeps the first 8.
     ChannelSpec {
         payload_types: m.payload_types.iter().copied().take(8).collect(),
         event_pt: m.event_pt,
     }
-}
-
-/// The `customer` and `agent` labelled audio streams of the INVITE's SDP.
-fn streams(msg: &SipMessage) -> Result<(MediaDescription, MediaDescription), String> {
-    let body = msg.sdp_body().ok_or_else(|| "no SDP body".to_string())?;
-    let sdp = SessionDescription::parse(body).map_err(|e| e.to_string())?;
-    let find = |label: &str| {
-        sdp.audio
-            .iter()
-            .find(|m| m.label.as_deref() == Some(label))
-            .cloned()
-            .ok_or_else(|| format!("no audio stream labelled {label}"))
-    };
-    let (customer, agent) = (find("customer")?, find("agent")?);
-    // Both directions would be one 5-tuple, and flows are never told apart by SSRC.
-    if customer.addr == agent.addr && !customer.is_hold() {
-        return Err(format!(
-            "customer and agent streams share the address {}",
-            customer.addr
-        ));
-    }
-    Ok((customer, agent))
 }
 
 fn sidecar_fields(msg: &SipMessage, ruri: &RequestUri, writer: u16) -> Map<String, Value> {

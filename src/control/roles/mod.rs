@@ -32,11 +32,16 @@ use callrec_pipeline::flow::FlowUpdate;
 use callrec_pipeline::writer::{OutputFormat, WriterMsg};
 use callrec_pipeline::Timestamp;
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use transport::InProcessTransport;
 
 /// Header carrying each recorded Call-ID from the SIP Server to the MCP.
 pub const HDR_CALL_ID: &str = "X-Callrec-Call-ID";
+/// One recorded stream of a re-INVITE: `<label>;peer=<ip:port>[;dn=<dn>]`.
+pub const HDR_STREAM: &str = "X-Callrec-Stream";
+/// An agent-side party heard through another party's stream (local three-way call).
+pub const HDR_HEARD_DN: &str = "X-Callrec-Heard-DN";
 /// Header carrying the trigger (`extension`, `trunk`, ...).
 pub const HDR_TRIGGER: &str = "X-Callrec-Trigger";
 /// Header carrying the customer side's DN.
@@ -79,6 +84,41 @@ pub struct RecordRequest {
     pub dest: Option<PathBuf>,
     /// The recorded call's CTI ConnectionID, for the sidecar.
     pub connection_id: Option<String>,
+}
+
+/// One recorded stream: what one party sends, and to whom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamSpec {
+    /// The sending party's media description (its address is where it receives and, with
+    /// symmetric RTP, sends from).
+    pub media: MediaDescription,
+    /// Where its RTP goes: the address of the other end of the party's own dialog (the
+    /// opposite party, or a conference focus).
+    pub peer: SocketAddr,
+    /// The party's DN, for the sidecar's party list.
+    pub dn: Option<String>,
+}
+
+/// Everything a recording listens to after the call's parties or media changed: the
+/// customer's stream (left) and one stream per agent-side party (right, mixed), each agent
+/// on a stable source slot (`0..MAX_SOURCES`) while it stays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordStreams {
+    /// The customer's stream.
+    pub customer: StreamSpec,
+    /// (source slot, stream) per agent-side party with a stream of its own.
+    pub agents: Vec<(u8, StreamSpec)>,
+    /// Agent-side parties heard only through another party's stream (a phone mixing a local
+    /// three-way call): listed in the sidecar, no flows of their own.
+    pub heard_via_mix: Vec<String>,
+    /// Every SIP Call-ID that carried the recording's media so far.
+    pub call_ids: Vec<String>,
+}
+
+/// RFC 3339 text of a capture time, as the sidecar writes it (for tests elsewhere).
+#[cfg(test)]
+pub(crate) fn transport_rfc3339(at: Timestamp) -> String {
+    transport::rfc3339(at)
 }
 
 /// Addresses and settings of the three roles.
@@ -180,6 +220,7 @@ impl std::fmt::Debug for RoleOutput {
                     WriterMsg::Pause { recording, .. } => format!("Pause({recording:?})"),
                     WriterMsg::Resume { recording, .. } => format!("Resume({recording:?})"),
                     WriterMsg::Stop { recording, .. } => format!("Stop({recording:?})"),
+                    WriterMsg::Sidecar { recording, key, .. } => format!("Sidecar({recording:?}, {key})"),
                 };
                 write!(f, "Writer({writer}, {what})")
             }
@@ -279,6 +320,15 @@ impl RecordingRoles {
         agent: MediaDescription,
     ) -> Result<(), RoleError> {
         self.ss.update_media(now, id, customer, agent)?;
+        self.run(now);
+        self.ss.outcome(id, sip_server::Goal::Unchanged)
+    }
+
+    /// The call's parties or media changed: re-INVITE with all streams (customer, each agent
+    /// on its slot); the MCP moves the flows, tracks who was present and held, and the writer
+    /// keeps writing the same file.
+    pub fn update_streams(&mut self, now: Timestamp, id: SessionId, streams: &RecordStreams) -> Result<(), RoleError> {
+        self.ss.update_streams(now, id, streams)?;
         self.run(now);
         self.ss.outcome(id, sip_server::Goal::Unchanged)
     }

@@ -3,8 +3,8 @@
 //! MSML INFOs and ends it with BYE, tracking each dialog's CSeq and route.
 
 use super::{
-    escape_token, header_safe, sdp_body, RecordRequest, RoleError, RolesConfig, SessionId,
-    Transmit, HDR_AGENT_DN, HDR_CALL_ID, HDR_CONNECTION_ID, HDR_CUSTOMER_DN, HDR_EXTENSION_PREFIX, HDR_TRIGGER,
+    escape_token, header_safe, sdp_body, RecordRequest, RecordStreams, RoleError, RolesConfig, SessionId,
+    StreamSpec, Transmit, HDR_AGENT_DN, HDR_HEARD_DN, HDR_STREAM, HDR_CALL_ID, HDR_CONNECTION_ID, HDR_CUSTOMER_DN, HDR_EXTENSION_PREFIX, HDR_TRIGGER,
     MSML_CONTENT_TYPE,
 };
 use crate::control::msml::{MsmlRequest, MsmlResult};
@@ -269,14 +269,28 @@ impl SipServerRole {
         )
     }
 
-    /// Queues a re-INVITE with the new streams.
+    /// Queues a re-INVITE with the new streams (two-party call: each stream goes to the other).
     pub fn update_media(
         &mut self,
-        _now: Timestamp,
+        now: Timestamp,
         id: SessionId,
         customer: MediaDescription,
         agent: MediaDescription,
     ) -> Result<(), RoleError> {
+        let streams = RecordStreams {
+            customer: StreamSpec { peer: agent.addr, media: customer.clone(), dn: None },
+            agents: vec![(0, StreamSpec { peer: customer.addr, media: agent, dn: None })],
+            heard_via_mix: Vec::new(),
+            call_ids: Vec::new(),
+        };
+        self.update_streams(now, id, &streams)
+    }
+
+    /// Queues a re-INVITE listing every stream to record: `customer`, then each agent-side
+    /// party as `agent` (slot 0) or `agent-N` (slot N-1), each described in an
+    /// `X-Callrec-Stream: <label>;dn=<dn>;peer=<ip:port>` header, plus `X-Callrec-Heard-DN`
+    /// for parties heard through another's stream and `X-Callrec-Call-ID` for every leg.
+    pub fn update_streams(&mut self, _now: Timestamp, id: SessionId, streams: &RecordStreams) -> Result<(), RoleError> {
         self.check(
             id,
             "update the media of",
@@ -288,8 +302,17 @@ impl SipServerRole {
         let Some(s) = self.sessions.get_mut(&id) else {
             return Err(RoleError::UnknownSession(id));
         };
-        s.customer = labelled(&customer, "customer");
-        s.agent = labelled(&agent, "agent");
+        s.customer = labelled(&streams.customer.media, "customer");
+        let mut media = vec![s.customer.clone()];
+        let mut meta = vec![stream_header("customer", &streams.customer)];
+        for (slot, st) in &streams.agents {
+            let label = agent_label(*slot);
+            media.push(labelled(&st.media, &label));
+            meta.push(stream_header(&label, st));
+        }
+        if let Some(first) = media.get(1) {
+            s.agent = first.clone();
+        }
         s.sdp_version += 1;
         s.invite_branch = branch.clone();
         s.cseq += 1;
@@ -298,10 +321,19 @@ impl SipServerRole {
             re: true,
         });
         s.error = None;
-        let sdp = sdp_body(&addr, s.sdp_version, &[&s.customer, &s.agent]);
-        let bytes = in_dialog(s, "INVITE", s.cseq, &addr, &branch, &local)
-            .contact(&local)
-            .body("application/sdp", sdp.as_bytes());
+        let refs: Vec<&MediaDescription> = media.iter().collect();
+        let sdp = sdp_body(&addr, s.sdp_version, &refs);
+        let mut b = in_dialog(s, "INVITE", s.cseq, &addr, &branch, &local).contact(&local);
+        for m in &meta {
+            b = b.header(HDR_STREAM, m);
+        }
+        for dn in &streams.heard_via_mix {
+            b = b.header(HDR_HEARD_DN, &header_safe(dn));
+        }
+        for call_id in &streams.call_ids {
+            b = b.header(HDR_CALL_ID, &header_safe(call_id));
+        }
+        let bytes = b.body("application/sdp", sdp.as_bytes());
         self.outbox.push(Transmit {
             to: self.rm_addr.clone(),
             bytes,
@@ -605,6 +637,25 @@ fn in_dialog(
         .to(&uri_text, s.remote_tag.as_deref())
         .call_id(&s.call_id)
         .cseq(cseq, method)
+}
+
+/// The SDP label of agent slot `slot`: `agent`, `agent-2`, ...
+pub(crate) fn agent_label(slot: u8) -> String {
+    if slot == 0 {
+        "agent".to_string()
+    } else {
+        format!("agent-{}", u32::from(slot) + 1)
+    }
+}
+
+/// `<label>;dn=<escaped dn>;peer=<ip:port>`.
+fn stream_header(label: &str, st: &StreamSpec) -> String {
+    let mut v = format!("{label};peer={}", st.peer);
+    if let Some(dn) = &st.dn {
+        v.push_str(";dn=");
+        v.push_str(&escape_token(dn));
+    }
+    v
 }
 
 fn labelled(m: &MediaDescription, label: &str) -> MediaDescription {

@@ -256,8 +256,25 @@ fn start_to_stop_exchanges_the_seed_messages_in_order() {
         flows,
         vec![FlowUpdate::Remove(left), FlowUpdate::Remove(right)]
     );
+    // The MCP's sidecar facts come first, then the Stop.
+    let keys: Vec<&str> = writers
+        .iter()
+        .filter_map(|(_, m)| match m {
+            WriterMsg::Sidecar { key, .. } => Some(key.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(keys, ["parties", "holds", "call_ids"]);
+    let parties = writers.iter().find_map(|(_, m)| match m {
+        WriterMsg::Sidecar { key, value, .. } if key == "parties" => Some(value.clone()),
+        _ => None,
+    });
+    let parties = parties.unwrap();
+    assert_eq!(parties.as_array().map(Vec::len), Some(2), "{parties}");
+    assert_eq!(parties[0]["channel"], "left");
+    assert_eq!(parties[1]["channel"], "right");
     assert!(
-        matches!(writers.as_slice(), [(0, WriterMsg::Stop { recording, at })] if *recording == rec && *at == t(30))
+        matches!(writers.last(), Some((0, WriterMsg::Stop { recording, at })) if *recording == rec && *at == t(30))
     );
     assert_eq!(roles.mcp_load(), &[0, 0]);
     assert_eq!(roles.dropped_messages(), 0);
@@ -694,6 +711,9 @@ fn bye_while_recording_stops_the_writer_too() {
         [
             RoleOutput::Flow(FlowUpdate::Remove(_)),
             RoleOutput::Flow(FlowUpdate::Remove(_)),
+            RoleOutput::Writer { writer: 0, msg: WriterMsg::Sidecar { .. } },
+            RoleOutput::Writer { writer: 0, msg: WriterMsg::Sidecar { .. } },
+            RoleOutput::Writer { writer: 0, msg: WriterMsg::Sidecar { .. } },
             RoleOutput::Writer {
                 writer: 0,
                 msg: WriterMsg::Stop { .. }

@@ -1,0 +1,427 @@
+//! Following a call through transfers, redirects and conferences: which new dialog continues
+//! which call (REFER then INVITE, Replaces, 3xx then INVITE, dialogs to one conference focus),
+//! and where its recording goes when parties come and leave.
+//!
+//! The model: a call (one ConnectionID) is a set of SIP dialogs over time. Its recording lives
+//! on the dialog that holds the customer (the "home"); when the customer's media moves to a new
+//! dialog (a transfer target answered), the recording moves with it and the MCP gets a
+//! re-INVITE with the new streams, so the same file goes on. A customer-side recording follows
+//! the customer through any number of transfers; an agent-side one stays with its agent and
+//! ends when the agent leaves, unless the party the call moves to is itself recorded. When the
+//! customer talks to a conference focus, the agent side is every agent's own dialog with that
+//! focus, mixed into the right channel.
+
+use super::{ControlCore, LiveCall, PendingRoute, Recorded, Trigger};
+use crate::control::calls::{CallHandle, Party};
+use crate::control::roles::{RecordStreams, StreamSpec};
+use crate::control::sip::ReferTarget;
+use crate::control::triggers::TriggerKind;
+use callrec_pipeline::writer::MAX_SOURCES;
+use callrec_pipeline::Timestamp;
+
+/// How long a REFER or a redirect waits for the INVITE it asks for: 64*T1, as long as an
+/// INVITE transaction lives.
+const LINK_WINDOW_NS: i64 = 32_000_000_000;
+
+/// A REFER seen in a dialog, waiting for its recipient's INVITE.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingRefer {
+    /// The REFER's recipient: the party that will INVITE the target.
+    referee: Party,
+    target: ReferTarget,
+    at: Timestamp,
+}
+
+/// A redirected INVITE (3xx), waiting for the caller's next INVITE.
+#[derive(Debug, Clone)]
+pub(crate) struct Redirect {
+    at: Timestamp,
+    call_id: String,
+    caller: Party,
+    contact_user: Option<String>,
+    conn_id: String,
+    pending_route: Option<PendingRoute>,
+}
+
+/// How a new dialog joins an existing call.
+pub(crate) struct Link {
+    /// The dialog it continues, when still live.
+    pub from: Option<CallHandle>,
+    /// The call's ConnectionID.
+    pub conn_id: String,
+    /// A RouteCall recording that waited on the redirected dialog.
+    pub pending_route: Option<PendingRoute>,
+}
+
+/// Same party in two dialogs: same DN when both have one, else same signalling host.
+fn same_party(a: &Party, b: &Party) -> bool {
+    match (&a.dn, &b.dn) {
+        (Some(x), Some(y)) => x == y,
+        _ => a.sip_addr.ip() == b.sip_addr.ip(),
+    }
+}
+
+fn within(now: Timestamp, at: Timestamp) -> bool {
+    now.nanos_since(at) < LINK_WINDOW_NS
+}
+
+impl Trigger {
+    /// Whether the recorded party is agent side (the recording follows that agent).
+    pub(super) fn agent_side(self) -> bool {
+        !matches!(self, Trigger::Static(TriggerKind::Trunk) | Trigger::RouteDestination)
+    }
+}
+
+impl ControlCore {
+    /// A REFER in dialog `h`: its recipient is expected to INVITE the target.
+    pub(super) fn on_refer(&mut self, h: CallHandle, by_caller: bool, target: ReferTarget, at: Timestamp) {
+        let Some(c) = self.calls.get_mut(&h) else { return };
+        let referee = if by_caller { c.callee.clone() } else { c.caller.clone() };
+        tracing::debug!(call_id = %c.call_id, target = ?target.target, "REFER: waiting for the transfer's INVITE");
+        c.refer = Some(PendingRefer { referee, target, at });
+    }
+
+    /// A 3xx to dialog `h`'s INVITE: the caller's next INVITE continues the call.
+    pub(super) fn on_redirect(&mut self, now: Timestamp, h: CallHandle, call_id: String, caller: Party, contact_user: Option<String>) {
+        let Some(c) = self.calls.get(&h) else { return };
+        self.redirects.retain(|r| within(now, r.at));
+        self.redirects.push(Redirect {
+            at: now,
+            call_id,
+            caller,
+            contact_user,
+            conn_id: c.conn_id.clone(),
+            pending_route: c.pending_route.clone(),
+        });
+    }
+
+    /// For a new dialog `h` (initial INVITE just seen): the call it continues, if any.
+    pub(super) fn find_link(&mut self, now: Timestamp, h: CallHandle) -> Option<Link> {
+        let new = self.tracker.call(h)?;
+        let (caller, callee_dn) = (new.caller.clone(), new.callee.dn.clone());
+        let (replaces, target) = (new.replaces.clone(), new.request_target.clone());
+        let call_id = new.call_id.clone();
+        // The INVITE a REFER asked for: from the REFER's recipient, to its target.
+        let by_refer = self
+            .calls
+            .iter()
+            .filter_map(|(k, c)| Some((*k, c, c.refer.as_ref()?)))
+            .filter(|(_, _, r)| within(now, r.at) && same_party(&r.referee, &caller))
+            .filter(|(_, _, r)| {
+                (r.target.user.is_some() && r.target.user == callee_dn)
+                    || (r.target.target.is_some() && r.target.target == target)
+            })
+            .max_by_key(|(_, _, r)| r.at)
+            .map(|(k, c, _)| (k, c.conn_id.clone()));
+        if let Some((k, conn_id)) = by_refer {
+            if let Some(c) = self.calls.get_mut(&k) {
+                c.refer = None;
+            }
+            return Some(Link { from: Some(k), conn_id, pending_route: None });
+        }
+        // INVITE with Replaces: it takes the named dialog's place.
+        if let Some(k) = replaces.and_then(|cid| self.tracker.find(&cid)) {
+            if let Some(c) = self.calls.get(&k) {
+                return Some(Link { from: Some(k), conn_id: c.conn_id.clone(), pending_route: None });
+            }
+        }
+        // The caller trying the Contact of a 3xx (same Call-ID, or a new one to that user).
+        if let Some(i) = self.redirects.iter().position(|r| {
+            within(now, r.at)
+                && (r.call_id == call_id
+                    || (same_party(&r.caller, &caller) && r.contact_user.is_some() && r.contact_user == callee_dn))
+        }) {
+            let r = self.redirects.remove(i);
+            return Some(Link { from: None, conn_id: r.conn_id, pending_route: r.pending_route });
+        }
+        // Another party joining a conference focus one of our calls talks to.
+        let t = target?;
+        let (k, c) = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.focus.as_deref() == Some(t.as_str()))
+            .max_by_key(|(_, c)| (self.recording_home(&c.conn_id).is_some(), c.seq))?;
+        Some(Link { from: Some(*k), conn_id: c.conn_id.clone(), pending_route: None })
+    }
+
+    /// The live dialog of call `conn_id` that holds its recording.
+    pub(super) fn recording_home(&self, conn_id: &str) -> Option<CallHandle> {
+        self.calls
+            .iter()
+            .find(|(_, c)| c.conn_id == conn_id && c.recording.is_some())
+            .map(|(k, _)| *k)
+    }
+
+    /// Whether `dn` is an agent whose calls are recorded (Extension DN or logged-in agent).
+    fn recorded_agent(&self, dn: Option<&str>) -> bool {
+        dn.is_some_and(|d| self.triggers.is_recorded_extension(d) || self.agents.recorded_on(d).is_some())
+    }
+
+    /// Dialog `h` was answered. Returns true when the call it belongs to is already being
+    /// recorded (the recording moved here, gained a leg, or stays with its agent elsewhere),
+    /// so no trigger may start another.
+    pub(super) fn follow_on_answer(&mut self, now: Timestamp, h: CallHandle) -> bool {
+        let focus = self.tracker.call(h).filter(|c| c.callee_focus).and_then(|c| c.request_target.clone());
+        let Some(c) = self.calls.get_mut(&h) else { return false };
+        c.focus = focus.clone();
+        // A recording handed over while this dialog rang.
+        if let Some(rec) = c.recording.as_mut().filter(|r| r.awaiting_answer) {
+            rec.awaiting_answer = false;
+            if !rec.call_ids.contains(&c.call_id) {
+                rec.call_ids.push(c.call_id.clone());
+            }
+            if c.focus.is_some() {
+                self.adopt_focus_legs(h);
+            }
+            self.refresh_streams(now, h);
+            return true;
+        }
+        let conn_id = c.conn_id.clone();
+        let Some(home) = self.recording_home(&conn_id).filter(|k| *k != h) else {
+            // Dialogs to a focus join the recording of a call that reaches the focus; they
+            // start none of their own.
+            return focus.is_some();
+        };
+        let Some((customer, rec_agent_side, rec_dn, home_focus)) = self.calls.get(&home).and_then(|hc| {
+            let rec = hc.recording.as_ref()?;
+            let cust = if rec.customer_is_caller { &hc.caller } else { &hc.callee };
+            Some((cust.clone(), rec.trigger.agent_side(), rec.dn.clone(), hc.focus.clone()))
+        }) else {
+            return false;
+        };
+        let Some(new) = self.calls.get(&h) else { return false };
+        let cust_side = if same_party(&new.caller, &customer) {
+            Some(true)
+        } else if same_party(&new.callee, &customer) {
+            Some(false)
+        } else {
+            None
+        };
+        if let Some(customer_is_caller) = cust_side {
+            let other = if customer_is_caller { &new.callee } else { &new.caller };
+            let other_dn = other.dn.clone();
+            let agent_stays_in = |this: &ControlCore| {
+                focus.as_ref().is_some_and(|f| {
+                    this.calls.values().any(|l| l.focus.as_ref() == Some(f) && (l.caller.dn.as_deref() == Some(&rec_dn)))
+                })
+            };
+            let follows = !rec_agent_side
+                || other_dn.as_deref() == Some(rec_dn.as_str())
+                || self.recorded_agent(other_dn.as_deref())
+                || agent_stays_in(self);
+            if follows {
+                let new_dn = (rec_agent_side && other_dn.as_deref() != Some(rec_dn.as_str()) && self.recorded_agent(other_dn.as_deref()))
+                    .then_some(other_dn)
+                    .flatten();
+                self.move_recording(now, home, h, customer_is_caller, new_dn);
+            }
+            return true;
+        }
+        // An agent's own dialog with the focus the customer talks to.
+        if focus.is_some() && focus == home_focus {
+            if let Some(hc) = self.calls.get_mut(&home) {
+                if let Some(rec) = hc.recording.as_mut() {
+                    rec.agent_legs.push((h, true));
+                }
+            }
+            self.note_call_id(home, h);
+            self.refresh_streams(now, home);
+        }
+        true
+    }
+
+    /// Moves the recording of dialog `from` to dialog `to`, where the customer is the caller
+    /// when `customer_is_caller`; an agent-side recording now follows `new_dn` when given.
+    fn move_recording(&mut self, now: Timestamp, from: CallHandle, to: CallHandle, customer_is_caller: bool, new_dn: Option<String>) {
+        let Some(rec) = self.calls.get_mut(&from).and_then(|c| c.recording.take()) else { return };
+        if let Some(rec) = self.install_recording(now, to, rec, customer_is_caller, new_dn) {
+            // `to` vanished meanwhile: put it back where it was.
+            if let Some(c) = self.calls.get_mut(&from) {
+                c.recording = Some(rec);
+            }
+        }
+    }
+
+    /// Puts recording `rec` on dialog `to` (customer on the caller side when
+    /// `customer_is_caller`); gives it back if `to` is gone.
+    fn install_recording(
+        &mut self,
+        now: Timestamp,
+        to: CallHandle,
+        mut rec: Recorded,
+        customer_is_caller: bool,
+        new_dn: Option<String>,
+    ) -> Option<Recorded> {
+        let Some(c) = self.calls.get_mut(&to) else { return Some(rec) };
+        rec.customer_is_caller = customer_is_caller;
+        rec.agent_legs.clear();
+        if let Some(dn) = new_dn {
+            rec.dn = dn;
+        }
+        tracing::info!(conf_id = %rec.conf_id, call_id = %c.call_id, "recording follows the call to another dialog");
+        if !rec.call_ids.contains(&c.call_id) {
+            rec.call_ids.push(c.call_id.clone());
+        }
+        let established = c.established;
+        rec.awaiting_answer = !established;
+        c.recording = Some(rec);
+        self.by_conn.insert(c.conn_id.clone(), to);
+        if established {
+            if self.calls.get(&to).is_some_and(|c| c.focus.is_some()) {
+                self.adopt_focus_legs(to);
+            }
+            self.refresh_streams(now, to);
+        }
+        None
+    }
+
+    /// The customer's dialog `home` reaches a focus: every other live dialog with that focus
+    /// becomes an agent leg of its recording (and part of its call).
+    fn adopt_focus_legs(&mut self, home: CallHandle) {
+        let Some(hc) = self.calls.get(&home) else { return };
+        let (Some(f), conn_id) = (hc.focus.clone(), hc.conn_id.clone()) else { return };
+        let legs: Vec<CallHandle> = self
+            .calls
+            .iter()
+            .filter(|(k, c)| **k != home && c.established && c.focus.as_ref() == Some(&f))
+            .map(|(k, _)| *k)
+            .collect();
+        for leg in &legs {
+            if let Some(l) = self.calls.get_mut(leg) {
+                if l.conn_id != conn_id {
+                    let old = std::mem::replace(&mut l.conn_id, conn_id.clone());
+                    if self.by_conn.get(&old) == Some(leg) {
+                        self.by_conn.remove(&old);
+                    }
+                }
+            }
+            self.note_call_id(home, *leg);
+        }
+        if let Some(rec) = self.calls.get_mut(&home).and_then(|c| c.recording.as_mut()) {
+            rec.agent_legs = legs.into_iter().map(|k| (k, true)).collect();
+        }
+    }
+
+    fn note_call_id(&mut self, home: CallHandle, leg: CallHandle) {
+        let Some(cid) = self.calls.get(&leg).map(|c| c.call_id.clone()) else { return };
+        if let Some(rec) = self.calls.get_mut(&home).and_then(|c| c.recording.as_mut()) {
+            if !rec.call_ids.contains(&cid) {
+                rec.call_ids.push(cid);
+            }
+        }
+    }
+
+    /// Dialog `gone` (just removed from `calls`) ended while holding recording `rec`: hands
+    /// it to the dialog the call continues in, or gives it back to stop.
+    pub(super) fn hand_over(&mut self, now: Timestamp, gone: &LiveCall, rec: Recorded) -> Option<Recorded> {
+        let customer = if rec.customer_is_caller { &gone.caller } else { &gone.callee };
+        let successor = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.conn_id == gone.conn_id && c.recording.is_none())
+            .filter_map(|(k, c)| {
+                let cust_is_caller = if same_party(&c.caller, customer) {
+                    true
+                } else if same_party(&c.callee, customer) {
+                    false
+                } else {
+                    return None;
+                };
+                let other = if cust_is_caller { &c.callee } else { &c.caller };
+                let follows = !rec.trigger.agent_side()
+                    || other.dn.as_deref() == Some(rec.dn.as_str())
+                    || self.recorded_agent(other.dn.as_deref());
+                follows.then_some((*k, cust_is_caller, c.seq, other.dn.clone()))
+            })
+            .max_by_key(|(_, _, seq, _)| *seq);
+        let Some((to, customer_is_caller, _, other_dn)) = successor else { return Some(rec) };
+        let new_dn = (rec.trigger.agent_side() && other_dn.as_deref() != Some(rec.dn.as_str())).then_some(other_dn).flatten();
+        self.install_recording(now, to, rec, customer_is_caller, new_dn)
+    }
+
+    /// Dialog `gone` ended: if it was an agent's leg of a conference recording, that agent
+    /// leaves it (and an agent-side recording of that agent stops, unless it is still there).
+    pub(super) fn leave_legs(&mut self, now: Timestamp, gone: CallHandle, gone_call: &LiveCall) {
+        let homes: Vec<CallHandle> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.recording.as_ref().is_some_and(|r| r.agent_legs.iter().any(|(k, _)| *k == gone)))
+            .map(|(k, _)| *k)
+            .collect();
+        for home in homes {
+            let mut stop = false;
+            if let Some(rec) = self.calls.get_mut(&home).and_then(|c| c.recording.as_mut()) {
+                rec.agent_legs.retain(|(k, _)| *k != gone);
+                stop = rec.trigger.agent_side() && gone_call.caller.dn.as_deref() == Some(rec.dn.as_str());
+            }
+            if stop {
+                if let Some(rec) = self.calls.get_mut(&home).and_then(|c| c.recording.take()) {
+                    if let Err(e) = self.roles.stop(now, rec.session) {
+                        tracing::warn!(error = %e, "could not stop a recording");
+                    }
+                    self.pull_roles();
+                }
+            } else {
+                self.refresh_streams(now, home);
+            }
+        }
+    }
+
+    /// Sends the recording on dialog `home` its current streams (parties, media, holds).
+    pub(super) fn refresh_streams(&mut self, now: Timestamp, home: CallHandle) {
+        let Some((streams, session)) = self.streams_of(home) else { return };
+        if let Err(e) = self.roles.update_streams(now, session, &streams) {
+            tracing::warn!(error = %e, "could not move a recording's media");
+        }
+        self.pull_roles();
+    }
+
+    fn streams_of(&mut self, home: CallHandle) -> Option<(RecordStreams, crate::control::roles::SessionId)> {
+        let c = self.calls.get(&home)?;
+        let rec = c.recording.as_ref()?;
+        if rec.awaiting_answer {
+            return None;
+        }
+        let (cust, peer) = if rec.customer_is_caller { (&c.caller, &c.callee) } else { (&c.callee, &c.caller) };
+        let cm = cust.media.clone()?;
+        let pm = peer.media.clone()?;
+        let customer = StreamSpec { media: cm.clone(), peer: pm.addr, dn: cust.dn.clone() };
+        let mut agents: Vec<((CallHandle, bool), StreamSpec)> = Vec::new();
+        for &(leg, agent_is_caller) in &rec.agent_legs {
+            let Some(l) = self.calls.get(&leg) else { continue };
+            let (a, f) = if agent_is_caller { (&l.caller, &l.callee) } else { (&l.callee, &l.caller) };
+            if let (Some(am), Some(fm)) = (&a.media, &f.media) {
+                agents.push(((leg, agent_is_caller), StreamSpec { media: am.clone(), peer: fm.addr, dn: a.dn.clone() }));
+            }
+        }
+        if agents.is_empty() {
+            agents.push(((home, !rec.customer_is_caller), StreamSpec { media: pm, peer: cm.addr, dn: peer.dn.clone() }));
+        }
+        // Each agent keeps its source slot while it stays; newcomers take the lowest free one.
+        let mut slots: Vec<(CallHandle, bool, u8)> =
+            rec.slots.iter().copied().filter(|(k, s, _)| agents.iter().any(|((ak, as_), _)| ak == k && as_ == s)).collect();
+        let mut out = Vec::new();
+        for ((k, side), spec) in agents {
+            let slot = match slots.iter().find(|(sk, ss, _)| *sk == k && *ss == side) {
+                Some((_, _, slot)) => *slot,
+                None => match (0..MAX_SOURCES as u8).find(|n| !slots.iter().any(|(_, _, s)| s == n)) {
+                    Some(n) => {
+                        slots.push((k, side, n));
+                        n
+                    }
+                    None => {
+                        tracing::warn!(conf_id = %rec.conf_id, "more agent-side parties than mix slots; one is not recorded");
+                        continue;
+                    }
+                },
+            };
+            out.push((slot, spec));
+        }
+        let streams = RecordStreams { customer, agents: out, heard_via_mix: Vec::new(), call_ids: rec.call_ids.clone() };
+        let session = rec.session;
+        if let Some(rec) = self.calls.get_mut(&home).and_then(|c| c.recording.as_mut()) {
+            rec.slots = slots;
+        }
+        Some((streams, session))
+    }
+}
