@@ -167,6 +167,9 @@ pub(crate) struct LiveCall {
     refer: Option<follow::PendingRefer>,
     /// `user@host` of the conference focus this dialog's callee answered as.
     focus: Option<String>,
+    /// The recorded call whose agent placed this dialog (consultation, or the second leg of
+    /// a three-way call the agent's phone mixes).
+    consult_of: Option<CallHandle>,
 }
 
 impl LiveCall {
@@ -321,6 +324,7 @@ impl ControlCore {
     fn on_new_call(&mut self, now: Timestamp, h: CallHandle) {
         let link = self.find_link(now, h);
         let Some(c) = self.tracker.call(h) else { return };
+        let consult_of = if link.is_none() { self.consultation_of(h) } else { None };
         let (conn_id, pending_route) = match link {
             Some(l) => {
                 tracing::debug!(call_id = %c.call_id, conn_id = %l.conn_id, from = ?l.from, "dialog continues a call");
@@ -339,6 +343,7 @@ impl ControlCore {
             pending_route,
             refer: None,
             focus: None,
+            consult_of,
         };
         self.next_seq += 1;
         tracing::debug!(call_id = %c.call_id, %conn_id, "new call");
@@ -388,6 +393,9 @@ impl ControlCore {
                             }
                             self.pull_roles();
                         }
+                    }
+                    if let Some(home) = c.consult_of {
+                        self.refresh_streams(now, home);
                     }
                     if self.by_conn.get(&c.conn_id) == Some(&call) {
                         let next = self.recording_home(&c.conn_id).or_else(|| {

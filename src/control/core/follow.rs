@@ -144,6 +144,23 @@ impl ControlCore {
         Some(Link { from: Some(*k), conn_id: c.conn_id.clone(), pending_route: None })
     }
 
+    /// For a new dialog `h` that continues no call: the recorded call whose agent-side party
+    /// placed it (a consultation, or the second leg of a three-way call the agent's phone
+    /// mixes), if any.
+    pub(super) fn consultation_of(&self, h: CallHandle) -> Option<CallHandle> {
+        let new = self.tracker.call(h)?;
+        self.calls
+            .iter()
+            .filter(|(_, c)| c.established && c.focus.is_none())
+            .find(|(_, c)| {
+                c.recording.as_ref().is_some_and(|r| {
+                    let agent = if r.customer_is_caller { &c.callee } else { &c.caller };
+                    agent.dn.is_some() && agent.dn == new.caller.dn
+                })
+            })
+            .map(|(k, _)| *k)
+    }
+
     /// The live dialog of call `conn_id` that holds its recording.
     pub(super) fn recording_home(&self, conn_id: &str) -> Option<CallHandle> {
         self.calls
@@ -177,6 +194,11 @@ impl ControlCore {
             return true;
         }
         let conn_id = c.conn_id.clone();
+        if let Some(home) = c.consult_of {
+            // The agent's phone may mix this leg into the recorded call: list its party.
+            self.refresh_streams(now, home);
+            return false;
+        }
         let Some(home) = self.recording_home(&conn_id).filter(|k| *k != h) else {
             // Dialogs to a focus join the recording of a call that reaches the focus; they
             // start none of their own.
@@ -417,7 +439,19 @@ impl ControlCore {
             };
             out.push((slot, spec));
         }
-        let streams = RecordStreams { customer, agents: out, heard_via_mix: Vec::new(), call_ids: rec.call_ids.clone() };
+        // A consultation the agent's phone mixes in: while this call is not on hold, its other
+        // party is heard through the agent's stream.
+        let held = [&c.caller, &c.callee].iter().any(|p| p.media.as_ref().is_some_and(|m| m.is_hold() || m.direction == crate::control::sdp::Direction::RecvOnly));
+        let heard_via_mix = if held {
+            Vec::new()
+        } else {
+            self.calls
+                .values()
+                .filter(|l| l.consult_of == Some(home) && l.established)
+                .filter_map(|l| l.callee.dn.clone())
+                .collect()
+        };
+        let streams = RecordStreams { customer, agents: out, heard_via_mix, call_ids: rec.call_ids.clone() };
         let session = rec.session;
         if let Some(rec) = self.calls.get_mut(&home).and_then(|c| c.recording.as_mut()) {
             rec.slots = slots;

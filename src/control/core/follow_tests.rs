@@ -361,3 +361,25 @@ fn conference_through_a_focus_mixes_every_agent_into_the_right_channel() {
     w.bye(9100, &a1f, 2, true);
     assert_eq!(w.count("stop"), 1);
 }
+
+#[test]
+fn local_three_way_lists_the_party_the_agents_phone_mixes_in() {
+    let mut w = World::new(TRUNK);
+    w.call(0, &D1, 4000, 5000, "", "");
+    w.sip(2000, D1.req("INVITE", 2, false, "", Some(sdp(A1, 5000, "sendonly"))));
+    w.sip(2050, D1.resp(200, "INVITE", 2, false, "", Some(sdp(C, 4000, "recvonly"))));
+    let leg = Dlg { cid: "leg@cc", from: ("2001", A1), to: ("2002", A2) };
+    w.call(2200, &leg, 5002, 6000, "", "");
+    assert_eq!(w.count("start"), 1, "the second leg is its own call");
+    // The phone resumes the customer and mixes both: 2002 is heard from here on.
+    w.sip(4000, D1.req("INVITE", 3, false, "", Some(sdp(A1, 5000, "sendrecv"))));
+    w.sip(4050, D1.resp(200, "INVITE", 3, false, "", Some(sdp(C, 4000, "sendrecv"))));
+    assert_eq!(w.table(), pair((C, 4000), (A1, 5000)), "the recording still hears the agent's stream");
+    w.bye(7000, &leg, 2, false);
+    w.bye(9000, &D1, 4, true);
+    let parties = w.sidecar("parties");
+    let a2 = parties.as_array().unwrap().iter().find(|p| p["dn"] == "2002").expect("2002 listed");
+    assert_eq!(a2["channel"], "right");
+    assert_eq!(a2["from"], crate::control::roles::transport_rfc3339(t(4050)));
+    assert_eq!(a2["to"], crate::control::roles::transport_rfc3339(t(7000)));
+}
