@@ -136,6 +136,9 @@ pub(crate) struct Recorded {
     /// When the customer talks to a conference focus: each agent's own dialog with it
     /// (dialog, agent is its caller), mixed into the right channel.
     agent_legs: Vec<(CallHandle, bool)>,
+    /// Agents still in a dialog the customer has left (a transfer's referrer before its BYE):
+    /// (dialog, agent is its caller), listed as present until that dialog ends.
+    former: Vec<(CallHandle, bool)>,
     /// Source slot of each agent-side stream: (dialog, that agent is its caller, slot).
     slots: Vec<(CallHandle, bool, u8)>,
     /// Every Call-ID that carried the recording's media.
@@ -503,6 +506,7 @@ impl ControlCore {
                         conf_id: conf_id.clone(),
                         dn: request_dn,
                         agent_legs: Vec::new(),
+                        former: Vec::new(),
                         slots: vec![(h, !customer_is_caller, 0)],
                         call_ids: vec![c.call_id.clone()],
                         awaiting_answer: false,

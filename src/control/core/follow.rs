@@ -194,7 +194,7 @@ impl ControlCore {
             return true;
         }
         let conn_id = c.conn_id.clone();
-        if let Some(home) = c.consult_of {
+        if let Some(home) = c.consult_of.filter(|_| focus.is_none()) {
             // The agent's phone may mix this leg into the recorded call: list its party.
             self.refresh_streams(now, home);
             return false;
@@ -255,7 +255,15 @@ impl ControlCore {
     /// Moves the recording of dialog `from` to dialog `to`, where the customer is the caller
     /// when `customer_is_caller`; an agent-side recording now follows `new_dn` when given.
     fn move_recording(&mut self, now: Timestamp, from: CallHandle, to: CallHandle, customer_is_caller: bool, new_dn: Option<String>) {
-        let Some(rec) = self.calls.get_mut(&from).and_then(|c| c.recording.take()) else { return };
+        let Some(mut rec) = self.calls.get_mut(&from).and_then(|c| c.recording.take()) else { return };
+        // The agent the customer leaves stays listed until its own dialog ends.
+        if let Some(c) = self.calls.get(&from).filter(|c| c.established && c.focus.is_none()) {
+            let agent_is_caller = !rec.customer_is_caller;
+            let agent = if agent_is_caller { &c.caller } else { &c.callee };
+            if agent.dn.is_some() {
+                rec.former.push((from, agent_is_caller));
+            }
+        }
         if let Some(rec) = self.install_recording(now, to, rec, customer_is_caller, new_dn) {
             // `to` vanished meanwhile: put it back where it was.
             if let Some(c) = self.calls.get_mut(&from) {
@@ -367,14 +375,22 @@ impl ControlCore {
         let homes: Vec<CallHandle> = self
             .calls
             .iter()
-            .filter(|(_, c)| c.recording.as_ref().is_some_and(|r| r.agent_legs.iter().any(|(k, _)| *k == gone)))
+            .filter(|(_, c)| {
+                c.recording
+                    .as_ref()
+                    .is_some_and(|r| r.agent_legs.iter().chain(&r.former).any(|(k, _)| *k == gone))
+            })
             .map(|(k, _)| *k)
             .collect();
         for home in homes {
             let mut stop = false;
             if let Some(rec) = self.calls.get_mut(&home).and_then(|c| c.recording.as_mut()) {
+                if let Some(&(_, agent_is_caller)) = rec.agent_legs.iter().find(|(k, _)| *k == gone) {
+                    let agent = if agent_is_caller { &gone_call.caller } else { &gone_call.callee };
+                    stop = rec.trigger.agent_side() && agent.dn.as_deref() == Some(rec.dn.as_str());
+                }
                 rec.agent_legs.retain(|(k, _)| *k != gone);
-                stop = rec.trigger.agent_side() && gone_call.caller.dn.as_deref() == Some(rec.dn.as_str());
+                rec.former.retain(|(k, _)| *k != gone);
             }
             if stop {
                 if let Some(rec) = self.calls.get_mut(&home).and_then(|c| c.recording.take()) {
@@ -442,16 +458,24 @@ impl ControlCore {
         // A consultation the agent's phone mixes in: while this call is not on hold, its other
         // party is heard through the agent's stream.
         let held = [&c.caller, &c.callee].iter().any(|p| p.media.as_ref().is_some_and(|m| m.is_hold() || m.direction == crate::control::sdp::Direction::RecvOnly));
-        let heard_via_mix = if held {
+        let mut present_dns: Vec<String> = if held {
             Vec::new()
         } else {
             self.calls
                 .values()
-                .filter(|l| l.consult_of == Some(home) && l.established)
+                .filter(|l| l.consult_of == Some(home) && l.established && l.focus.is_none())
                 .filter_map(|l| l.callee.dn.clone())
                 .collect()
         };
-        let streams = RecordStreams { customer, agents: out, heard_via_mix, call_ids: rec.call_ids.clone() };
+        for &(leg, agent_is_caller) in &rec.former {
+            let Some(l) = self.calls.get(&leg) else { continue };
+            let agent = if agent_is_caller { &l.caller } else { &l.callee };
+            if let Some(dn) = agent.dn.clone().filter(|d| !present_dns.contains(d)) {
+                present_dns.push(dn);
+            }
+        }
+        present_dns.retain(|d| !out.iter().any(|(_, s)| s.dn.as_deref() == Some(d.as_str())));
+        let streams = RecordStreams { customer, agents: out, present_dns, call_ids: rec.call_ids.clone() };
         let session = rec.session;
         if let Some(rec) = self.calls.get_mut(&home).and_then(|c| c.recording.as_mut()) {
             rec.slots = slots;

@@ -192,13 +192,15 @@ impl McpRole {
         let (cdn, adn) = (d.streams.customer.dn.clone(), d.streams.agents.first().and_then(|a| a.dn.clone()));
         match Streams::parse(msg, cdn.as_deref(), adn.as_deref()) {
             Ok(new) => {
+                // Hold is read before a held address (c=0.0.0.0) is replaced by the last real one.
+                let held = new.any_hold();
                 let new = new.keep_addresses_of(&d.streams);
                 if let Some(rec) = &d.recording {
                     let id = rec.id;
                     let was_silent = d.silent();
                     self.remove_flows(&d);
                     d.streams = new;
-                    d.held = d.streams.any_hold();
+                    d.held = held;
                     self.install_flows(&d, id);
                     d.presence.update(now, &d.streams.parties());
                     d.presence.hold(now, d.held);
@@ -209,7 +211,7 @@ impl McpRole {
                     }
                 } else {
                     d.streams = new;
-                    d.held = d.streams.any_hold();
+                    d.held = held;
                 }
                 for c in msg.header_all(HDR_CALL_ID).map(str::trim) {
                     if !d.call_ids.iter().any(|x| x == c) {

@@ -40,8 +40,9 @@ use transport::InProcessTransport;
 pub const HDR_CALL_ID: &str = "X-Callrec-Call-ID";
 /// One recorded stream of a re-INVITE: `<label>;peer=<ip:port>[;dn=<dn>]`.
 pub const HDR_STREAM: &str = "X-Callrec-Stream";
-/// An agent-side party heard through another party's stream (local three-way call).
-pub const HDR_HEARD_DN: &str = "X-Callrec-Heard-DN";
+/// An agent-side party present in the call without a recorded stream of its own (heard
+/// through the agent's phone mixing a three-way call, or an agent finishing a transfer).
+pub const HDR_PRESENT_DN: &str = "X-Callrec-Present-DN";
 /// Header carrying the trigger (`extension`, `trunk`, ...).
 pub const HDR_TRIGGER: &str = "X-Callrec-Trigger";
 /// Header carrying the customer side's DN.
@@ -108,9 +109,10 @@ pub struct RecordStreams {
     pub customer: StreamSpec,
     /// (source slot, stream) per agent-side party with a stream of its own.
     pub agents: Vec<(u8, StreamSpec)>,
-    /// Agent-side parties heard only through another party's stream (a phone mixing a local
-    /// three-way call): listed in the sidecar, no flows of their own.
-    pub heard_via_mix: Vec<String>,
+    /// Agent-side parties present without a stream of their own (a phone mixing a local
+    /// three-way call, an agent still in the call after handing the customer over): listed
+    /// in the sidecar, no flows of their own.
+    pub present_dns: Vec<String>,
     /// Every SIP Call-ID that carried the recording's media so far.
     pub call_ids: Vec<String>,
 }

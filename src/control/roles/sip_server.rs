@@ -4,7 +4,7 @@
 
 use super::{
     escape_token, header_safe, sdp_body, RecordRequest, RecordStreams, RoleError, RolesConfig, SessionId,
-    StreamSpec, Transmit, HDR_AGENT_DN, HDR_HEARD_DN, HDR_STREAM, HDR_CALL_ID, HDR_CONNECTION_ID, HDR_CUSTOMER_DN, HDR_EXTENSION_PREFIX, HDR_TRIGGER,
+    StreamSpec, Transmit, HDR_AGENT_DN, HDR_PRESENT_DN, HDR_STREAM, HDR_CALL_ID, HDR_CONNECTION_ID, HDR_CUSTOMER_DN, HDR_EXTENSION_PREFIX, HDR_TRIGGER,
     MSML_CONTENT_TYPE,
 };
 use crate::control::msml::{MsmlRequest, MsmlResult};
@@ -280,7 +280,7 @@ impl SipServerRole {
         let streams = RecordStreams {
             customer: StreamSpec { peer: agent.addr, media: customer.clone(), dn: None },
             agents: vec![(0, StreamSpec { peer: customer.addr, media: agent, dn: None })],
-            heard_via_mix: Vec::new(),
+            present_dns: Vec::new(),
             call_ids: Vec::new(),
         };
         self.update_streams(now, id, &streams)
@@ -288,8 +288,8 @@ impl SipServerRole {
 
     /// Queues a re-INVITE listing every stream to record: `customer`, then each agent-side
     /// party as `agent` (slot 0) or `agent-N` (slot N-1), each described in an
-    /// `X-Callrec-Stream: <label>;dn=<dn>;peer=<ip:port>` header, plus `X-Callrec-Heard-DN`
-    /// for parties heard through another's stream and `X-Callrec-Call-ID` for every leg.
+    /// `X-Callrec-Stream: <label>;dn=<dn>;peer=<ip:port>` header, plus `X-Callrec-Present-DN`
+    /// for parties present without a stream of their own and `X-Callrec-Call-ID` for every leg.
     pub fn update_streams(&mut self, _now: Timestamp, id: SessionId, streams: &RecordStreams) -> Result<(), RoleError> {
         self.check(
             id,
@@ -327,8 +327,8 @@ impl SipServerRole {
         for m in &meta {
             b = b.header(HDR_STREAM, m);
         }
-        for dn in &streams.heard_via_mix {
-            b = b.header(HDR_HEARD_DN, &header_safe(dn));
+        for dn in &streams.present_dns {
+            b = b.header(HDR_PRESENT_DN, &header_safe(dn));
         }
         for call_id in &streams.call_ids {
             b = b.header(HDR_CALL_ID, &header_safe(call_id));

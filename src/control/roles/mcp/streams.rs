@@ -3,7 +3,7 @@
 //! `X-Callrec-Stream` facts about each (peer address, DN), the flow keys they give, and the
 //! bookkeeping behind the sidecar's `parties` and `holds`.
 
-use super::super::{HDR_HEARD_DN, HDR_STREAM};
+use super::super::{HDR_PRESENT_DN, HDR_STREAM};
 use crate::control::roles::transport::rfc3339;
 use crate::control::sdp::{Direction, MediaDescription, SessionDescription};
 use crate::control::sip::SipMessage;
@@ -28,8 +28,8 @@ pub(super) struct Stream {
     pub dn: Option<String>,
 }
 
-/// The customer stream and the agent streams of an SDP offer, plus the parties heard only
-/// through another's stream.
+/// The customer stream and the agent streams of an SDP offer, plus the agent-side parties
+/// present without a stream of their own.
 #[derive(Debug, Clone)]
 pub(super) struct Streams {
     pub customer: Stream,
@@ -85,7 +85,7 @@ impl Streams {
         }
         agents.sort_by_key(|a| a.slot);
         let heard = msg
-            .header_all(HDR_HEARD_DN)
+            .header_all(HDR_PRESENT_DN)
             .map(|v| v.trim().to_string())
             .filter(|v| !v.is_empty())
             .collect();
