@@ -233,3 +233,120 @@ fn gap_fill_is_not_mixed_and_a_source_overwrites_itself() {
         runs(&r.out.l)
     );
 }
+
+/// How the agent's sender numbers its packets after a 3 s hold.
+#[derive(Clone, Copy)]
+enum AfterHold {
+    /// Timestamps pick up where they stopped (the clock was frozen).
+    Frozen,
+    /// Timestamps went on counting through the hold.
+    Continuing,
+    /// Timestamps (and sequence numbers) restart at an arbitrary value.
+    Restart(u32),
+}
+
+/// 6 s call: the customer (left) talks throughout; the agent (right) talks 1 s, is on hold
+/// 3 s (sends nothing), then talks 2 s. `announced`: the control core paused at 1 s and
+/// resumed at 4 s.
+fn hold_call(announced: bool, after: AfterHold) -> Rig {
+    let mut r = Rig::new(2000);
+    let mut seq_ts = |i: u16| -> (u16, u32) {
+        let base = 123_456u32;
+        match (i < 50, after) {
+            (true, _) => (i, base + i as u32 * 160),
+            (false, AfterHold::Frozen) => (i - 150, base + (i as u32 - 150) * 160),
+            (false, AfterHold::Continuing) => (i - 150, base + i as u32 * 160),
+            (false, AfterHold::Restart(t)) => (9_000 + i, t.wrapping_add((i as u32 - 200) * 160)),
+        }
+    };
+    for i in 0..300u16 {
+        let at = i as u64 * 20;
+        if announced && i == 50 {
+            r.p.pause(Timestamp(T0 + 1000 * MS));
+        }
+        if announced && i == 200 {
+            r.p.resume(Timestamp(T0 + 4000 * MS));
+        }
+        r.put(Channel::Left, 0, at, (i, i as u32 * 160, 0xC), &[1; 160]);
+        if !(50..200).contains(&i) {
+            let (seq, ts) = seq_ts(i);
+            r.put(Channel::Right, 0, at, (seq, ts, 0xA), &[2; 160]);
+        }
+    }
+    r.finish();
+    r
+}
+
+#[test]
+fn after_a_resume_every_stream_restarts_on_capture_time() {
+    let cases = [
+        AfterHold::Frozen,
+        AfterHold::Continuing,
+        AfterHold::Restart(123_456 + 50 * 160 - 9_000), // back 1.1 s: no "jump"
+        AfterHold::Restart(0x9E37_79B9),
+    ];
+    for after in cases {
+        let r = hold_call(true, after);
+        let (left, right) = (r.p.counters(Channel::Left), r.p.counters(Channel::Right));
+        // exactly the hold is silent, on both channels, and nothing is held back
+        assert_eq!(runs(&r.out.l), vec![(1, 8000), (S, 24_000), (1, 16_000)]);
+        assert_eq!(runs(&r.out.r), vec![(2, 8000), (S, 24_000), (2, 16_000)]);
+        assert_eq!((right.late, right.lost, right.duplicate), (0, 0, 0));
+        // a planned re-anchor is not counted as a damaged stream
+        assert_eq!((left.reanchors, right.reanchors), (0, 0));
+    }
+}
+
+#[test]
+fn an_unannounced_hold_reanchors_on_the_first_packet_back() {
+    for (after, reanchors) in [
+        (AfterHold::Frozen, 1),
+        (AfterHold::Continuing, 0),
+        (AfterHold::Restart(123_456 + 50 * 160 - 9_000), 1),
+        (AfterHold::Restart(0x9E37_79B9), 1),
+    ] {
+        let r = hold_call(false, after);
+        let right = r.p.counters(Channel::Right);
+        assert_eq!((right.reanchors, right.late, right.lost), (reanchors, 0, 0));
+        // the agent's audio comes back at its capture time: no packet held back, the hold
+        // is silence and the customer's channel never notices
+        assert_eq!(runs(&r.out.r), vec![(2, 8000), (S, 24_000), (2, 16_000)]);
+        assert_eq!(runs(&r.out.l), vec![(1, 48_000)]);
+    }
+}
+
+#[test]
+fn a_short_silence_or_a_far_capture_time_keeps_the_confirmation_rule() {
+    // Frozen timestamps (seq and ts go on from where they stopped) after `silent_ms` of
+    // silence in the only stream of the recording.
+    let run = |silent_ms: u64| {
+        let mut r = Rig::new(2000);
+        for i in 0..80u16 {
+            let at = i as u64 * 20 + if i < 40 { 0 } else { silent_ms };
+            r.put(
+                Channel::Left,
+                0,
+                at,
+                (i, 777 + i as u32 * 160, 0xA),
+                &[1; 160],
+            );
+        }
+        r.finish();
+        r
+    };
+    // 800 ms is a talk-spurt gap, not a hold: 800 ms < the 1 s resync threshold, so the
+    // sender's clock still decides and the stream continues 800 ms early, nothing lost.
+    let r = run(800);
+    let c = r.p.counters(Channel::Left);
+    assert_eq!((c.reanchors, c.late), (0, 0));
+    assert_eq!(runs(&r.out.l), vec![(1, 80 * 160)]);
+    // 45 s with nothing else in the recording is further than a damaged capture time is
+    // trusted: the first packet back waits for the second to confirm (one 20 ms hole).
+    let r = run(45_000);
+    let c = r.p.counters(Channel::Left);
+    assert_eq!((c.reanchors, c.late), (1, 1));
+    assert_eq!(
+        runs(&r.out.l),
+        vec![(1, 40 * 160), (S, 45 * 8000 + 160), (1, 39 * 160)]
+    );
+}
