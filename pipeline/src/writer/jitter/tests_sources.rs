@@ -250,7 +250,7 @@ enum AfterHold {
 /// resumed at 4 s.
 fn hold_call(announced: bool, after: AfterHold) -> Rig {
     let mut r = Rig::new(2000);
-    let mut seq_ts = |i: u16| -> (u16, u32) {
+    let seq_ts = |i: u16| -> (u16, u32) {
         let base = 123_456u32;
         match (i < 50, after) {
             (true, _) => (i, base + i as u32 * 160),
