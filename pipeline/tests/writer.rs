@@ -279,3 +279,43 @@ fn running_writer_makes_the_header_valid_without_stop() {
     let rep = handle.join().unwrap();
     assert_eq!(rep.recordings_closed, 1);
 }
+
+#[test]
+fn sidecar_keys_from_the_control_core_are_written_at_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut tx, handle) = spawn_writer(2, None, 64);
+    let mut send = |m: WriterMsg| push(&mut tx, m);
+    let id = RecordingId(8);
+    let set = |key: &str, value: serde_json::Value| WriterMsg::Sidecar {
+        recording: id,
+        key: key.into(),
+        value: Box::new(value),
+    };
+    send(WriterMsg::Start(spec(dir.path(), 8, OutputFormat::G711, [Codec::Pcma; 2])));
+    let agent_a = serde_json::json!({"dn": "2001", "channel": "right", "from": 0.0, "to": 1.0});
+    let agent_b = serde_json::json!({"dn": "2002", "channel": "right", "from": 1.0, "to": null});
+    send(set("parties", serde_json::json!([agent_a])));
+    for i in 0..100u16 {
+        send(WriterMsg::Rtp(item(8, Channel::Left, i as u64 * 20, i, 8, 0x11)));
+    }
+    // a later value of the same key replaces the earlier; other keys are kept
+    send(set("parties", serde_json::json!([agent_a, agent_b])));
+    send(set("holds", serde_json::json!([{"from": 0.5, "to": 0.7}])));
+    // the writer's own facts stay the writer's
+    send(set("format", serde_json::json!("mp3")));
+    send(WriterMsg::Sidecar {
+        recording: RecordingId(99),
+        key: "parties".into(),
+        value: Box::new(serde_json::json!([])),
+    });
+    send(WriterMsg::Stop { recording: id, at: Timestamp(T0 + 2000 * MS) });
+    drop(tx);
+    let rep = handle.join().unwrap();
+    assert_eq!((rep.recordings_closed, rep.orphans), (1, 1), "unknown recording is an orphan");
+    let j = sidecar(&dir.path().join("conf-8.json"));
+    assert_eq!(j["parties"], serde_json::json!([agent_a, agent_b]));
+    assert_eq!(j["holds"][0]["to"], 0.7);
+    assert_eq!(j["conf_id"], "conf-8", "the spec's fields are kept");
+    assert_eq!(j["format"], "g711-alaw");
+    assert_eq!(j["channels"]["left"]["packets"], 100);
+}

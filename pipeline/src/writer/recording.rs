@@ -131,6 +131,11 @@ impl Recording {
         placement.place(item.channel, item.source, item.ts, item.bytes(), &mut sink);
     }
 
+    /// Sets top-level `key` of the sidecar (see `WriterMsg::Sidecar`).
+    pub fn set_sidecar(&mut self, key: String, value: serde_json::Value) {
+        self.spec.sidecar.insert(key, value);
+    }
+
     /// Silence from `at` until `resume`.
     pub fn pause(&mut self, at: Timestamp) {
         self.placement.pause(at);

@@ -140,6 +140,12 @@ impl Writer {
                 Some(r) => r.resume(at),
                 None => self.report.orphans += 1,
             },
+            WriterMsg::Sidecar { recording, key, value } => {
+                match self.recordings.get_mut(&recording) {
+                    Some(r) => r.set_sidecar(key, *value),
+                    None => self.report.orphans += 1,
+                }
+            }
             WriterMsg::Stop { recording, at } => match self.recordings.remove(&recording) {
                 Some(r) => {
                     let o = r.stop(Some(at));

@@ -76,6 +76,7 @@ fn render(o: &Output) -> String {
                 WriterMsg::Pause { recording, at } => format!("pause {recording:?} {}", at.nanos_since(t(0)) / 1_000_000),
                 WriterMsg::Resume { recording, at } => format!("resume {recording:?} {}", at.nanos_since(t(0)) / 1_000_000),
                 WriterMsg::Stop { recording, at } => format!("stop {recording:?} {}", at.nanos_since(t(0)) / 1_000_000),
+                WriterMsg::Sidecar { recording, key, value } => format!("sidecar {recording:?} {key} {value}"),
             };
             format!("writer {writer} {what}")
         }

@@ -180,6 +180,7 @@ impl std::fmt::Debug for RoleOutput {
                     WriterMsg::Pause { recording, .. } => format!("Pause({recording:?})"),
                     WriterMsg::Resume { recording, .. } => format!("Resume({recording:?})"),
                     WriterMsg::Stop { recording, .. } => format!("Stop({recording:?})"),
+                    WriterMsg::Sidecar { recording, key, .. } => format!("Sidecar({recording:?}, {key})"),
                 };
                 write!(f, "Writer({writer}, {what})")
             }
