@@ -319,3 +319,39 @@ fn sidecar_keys_from_the_control_core_are_written_at_stop() {
     assert_eq!(j["format"], "g711-alaw");
     assert_eq!(j["channels"]["left"]["packets"], 100);
 }
+
+#[test]
+fn two_agents_in_the_right_channel_are_mixed_in_the_file() {
+    // A conference: agents on sources 0 and 1 of the right channel, the second joining
+    // 1 s in; a packet naming a source past MAX_SOURCES is counted invalid.
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Writer::new(0, WriterConfig::default());
+    let t = Instant::now();
+    w.handle(WriterMsg::Start(spec(dir.path(), 10, OutputFormat::G711, [Codec::Pcma; 2])), t);
+    let (a, b) = (g711::linear_to_alaw(4000), g711::linear_to_alaw(-1500));
+    for i in 0..100u16 {
+        let at = i as u64 * 20;
+        w.handle(WriterMsg::Rtp(item(10, Channel::Left, at, i, 8, 0x11)), t);
+        w.handle(WriterMsg::Rtp(item(10, Channel::Right, at, i, 8, a)), t);
+        if i >= 50 {
+            let mut second = item(10, Channel::Right, at, i - 50, 8, b);
+            second.source = 1;
+            second.data[8..12].copy_from_slice(&0x5EED_u32.to_be_bytes());
+            w.handle(WriterMsg::Rtp(second), t);
+        }
+    }
+    let mut stray = item(10, Channel::Right, 0, 0, 8, b);
+    stray.source = callrec_pipeline::writer::MAX_SOURCES as u8;
+    w.handle(WriterMsg::Rtp(stray), t);
+    w.handle(WriterMsg::Stop { recording: RecordingId(10), at: Timestamp(T0 + 2000 * MS) }, t);
+    let d = std::fs::read(dir.path().join("conf-10.wav")).unwrap();
+    let (l, r): (Vec<u8>, Vec<u8>) = d[58..].chunks(2).map(|p| (p[0], p[1])).unzip();
+    let sum = g711::linear_to_alaw(g711::ALAW_TO_LINEAR[a as usize] + g711::ALAW_TO_LINEAR[b as usize]);
+    assert_eq!(r.len(), 16000);
+    assert!(r[..8000].iter().all(|&x| x == a), "one agent alone is written as sent");
+    assert!(r[8000..].iter().all(|&x| x == sum), "two agents are summed");
+    assert!(l.iter().all(|&x| x == 0x11));
+    let right = &sidecar(&dir.path().join("conf-10.json"))["channels"]["right"];
+    assert_eq!((right["packets"].as_u64(), right["invalid"].as_u64()), (Some(151), Some(1)));
+    assert_eq!(right["reanchors"], 0);
+}

@@ -41,7 +41,7 @@ pub struct WriterReport {
     pub events: u64,
     /// Packets of payload types not announced as PCMA/PCMU.
     pub unknown_pt: u64,
-    /// Packets that were not valid RTP.
+    /// Packets that were not valid RTP, or named a source past `MAX_SOURCES`.
     pub invalid: u64,
     /// Stream re-anchors (SSRC change, timestamp jump).
     pub reanchors: u64,

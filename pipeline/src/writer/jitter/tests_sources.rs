@@ -350,3 +350,11 @@ fn a_short_silence_or_a_far_capture_time_keeps_the_confirmation_rule() {
         vec![(1, 40 * 160), (S, 45 * 8000 + 160), (1, 39 * 160)]
     );
 }
+
+#[test]
+fn per_call_state_stays_small() {
+    // The design's budget is 8 KiB of state per call outside sample buffers; the placement
+    // buffer's share (both channels, MAX_SOURCES streams each) is well under it.
+    let n = std::mem::size_of::<Placement>();
+    assert!(n <= 2048, "Placement is {n} bytes");
+}
