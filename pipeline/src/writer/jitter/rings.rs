@@ -28,6 +28,7 @@ pub(super) struct Rings {
 }
 
 impl Rings {
+    /// Silent rings of `cap` samples (a power of two) holding `kind`.
     pub fn new(kind: SampleKind, cap: usize) -> Self {
         let samples = match kind {
             SampleKind::Law(c) => Samples::Law(c, [vec![c.silence(); cap], vec![c.silence(); cap]]),
@@ -40,6 +41,7 @@ impl Rings {
         }
     }
 
+    /// What the rings hold.
     pub fn kind(&self) -> SampleKind {
         match self.samples {
             Samples::Law(c, _) => SampleKind::Law(c),
@@ -47,6 +49,7 @@ impl Rings {
         }
     }
 
+    /// Samples per channel ring.
     pub fn cap(&self) -> usize {
         self.mask + 1
     }
