@@ -8,6 +8,7 @@
 //! audio) overwrites; a source writing over another's audio adds to it.
 
 use super::{Frames, SampleKind};
+use crate::flow::MAX_SOURCES;
 use crate::writer::Codec;
 use core::ops::Range;
 
@@ -24,6 +25,10 @@ pub(super) struct Rings {
     samples: Samples,
     /// Who wrote each sample, per channel (see the module doc).
     owners: [Vec<u8>; 2],
+    /// Per channel and source, the timeline position past the last sample it wrote: a
+    /// packet starting at or after every other source's reach cannot meet their audio, and
+    /// takes the plain write without looking at the owners.
+    reach: [[i64; MAX_SOURCES]; 2],
     mask: usize,
 }
 
@@ -37,6 +42,7 @@ impl Rings {
         Rings {
             samples,
             owners: [vec![0; cap], vec![0; cap]],
+            reach: [[i64::MIN; MAX_SOURCES]; 2],
             mask: cap - 1,
         }
     }
@@ -57,19 +63,24 @@ impl Rings {
     /// Writes `payload` (bytes of `codec`) of `source` on channel `ci` from timeline
     /// position `start`, wrapping around the ring; mixes where another source's audio is.
     pub fn put(&mut self, ci: usize, source: u8, start: i64, codec: Codec, payload: &[u8]) {
+        let k = (source as usize).min(MAX_SOURCES - 1);
+        let reach = &mut self.reach[ci];
+        let alone = reach.iter().enumerate().all(|(j, &r)| j == k || r <= start);
+        reach[k] = reach[k].max(start + payload.len() as i64);
         let first = start as usize & self.mask;
         let n1 = payload.len().min(self.mask + 1 - first);
         let (a, b) = payload.split_at(n1);
-        // MIXED is never a source's tag: sources are < MAX_SOURCES.
-        let tag = source.saturating_add(1).min(MIXED - 1);
-        self.put_span(ci, tag, first, codec, a);
-        self.put_span(ci, tag, 0, codec, b);
+        let tag = k as u8 + 1;
+        self.put_span(ci, tag, alone, first, codec, a);
+        if !b.is_empty() {
+            self.put_span(ci, tag, alone, 0, codec, b);
+        }
     }
 
-    fn put_span(&mut self, ci: usize, tag: u8, at: usize, codec: Codec, src: &[u8]) {
+    fn put_span(&mut self, ci: usize, tag: u8, alone: bool, at: usize, codec: Codec, src: &[u8]) {
         let r = at..at + src.len();
         let owners = &mut self.owners[ci][r.clone()];
-        if owners.iter().all(|&o| o == 0 || o == tag) {
+        if alone {
             // The common case (one party, or parties taking turns): a plain write.
             owners.fill(tag);
             match &mut self.samples {
@@ -124,6 +135,9 @@ impl Rings {
 
     /// Moves the first `n` samples of both rings up by `by`, silence in front.
     pub fn shift(&mut self, n: usize, by: usize) {
+        for r in self.reach.iter_mut().flatten() {
+            *r = r.saturating_add(by as i64);
+        }
         for owners in &mut self.owners {
             owners.copy_within(0..n, by);
             owners[..by].fill(0);
