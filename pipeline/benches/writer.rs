@@ -1,5 +1,7 @@
 //! Writer cost per RTP frame: placement + WAV write of one 20 ms G.711 packet, per channel,
 //! through `Writer::handle` (the ring is left out; it is rtrb's cost, not ours).
+//! `g711_two_agents_frame`: the right channel carries two sources mixed (a conference), so
+//! every third packet is added to another's audio.
 
 use callrec_pipeline::flow::{Channel, RecordingId};
 use callrec_pipeline::writer::{
@@ -31,9 +33,10 @@ fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut g = c.benchmark_group("writer");
     g.throughput(Throughput::Elements(1));
-    for (name, format, codec) in [
-        ("g711_frame", OutputFormat::G711, Codec::Pcma),
-        ("pcm16_frame", OutputFormat::Pcm16, Codec::Pcmu),
+    for (name, format, codec, streams) in [
+        ("g711_frame", OutputFormat::G711, Codec::Pcma, 2u32),
+        ("pcm16_frame", OutputFormat::Pcm16, Codec::Pcmu, 2),
+        ("g711_two_agents_frame", OutputFormat::G711, Codec::Pcma, 3),
     ] {
         let mut w = Writer::new(0, WriterConfig::default());
         let now = Instant::now();
@@ -52,12 +55,13 @@ fn bench(c: &mut Criterion) {
         g.bench_function(name, |b| {
             b.iter(|| {
                 i = i.wrapping_add(1);
-                let seq = (i / 2) as u16;
-                item.channel = if i & 1 == 0 { Channel::Left } else { Channel::Right };
+                let (k, seq) = (i % streams, (i / streams) as u16);
+                item.channel = if k == 0 { Channel::Left } else { Channel::Right };
+                item.source = (k / 2) as u8;
                 item.data[2..4].copy_from_slice(&seq.to_be_bytes());
                 item.data[4..8].copy_from_slice(&(seq as u32 * 160).to_be_bytes());
-                item.data[8..12].copy_from_slice(&(i % 2).to_be_bytes());
-                item.ts = Timestamp(1_000_000_000 + (i / 2) as u64 * 20_000_000);
+                item.data[8..12].copy_from_slice(&k.to_be_bytes());
+                item.ts = Timestamp(1_000_000_000 + (i / streams) as u64 * 20_000_000);
                 w.handle(WriterMsg::Rtp(item), now);
             })
         });

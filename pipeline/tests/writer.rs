@@ -279,3 +279,79 @@ fn running_writer_makes_the_header_valid_without_stop() {
     let rep = handle.join().unwrap();
     assert_eq!(rep.recordings_closed, 1);
 }
+
+#[test]
+fn sidecar_keys_from_the_control_core_are_written_at_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut tx, handle) = spawn_writer(2, None, 64);
+    let mut send = |m: WriterMsg| push(&mut tx, m);
+    let id = RecordingId(8);
+    let set = |key: &str, value: serde_json::Value| WriterMsg::Sidecar {
+        recording: id,
+        key: key.into(),
+        value: Box::new(value),
+    };
+    send(WriterMsg::Start(spec(dir.path(), 8, OutputFormat::G711, [Codec::Pcma; 2])));
+    let agent_a = serde_json::json!({"dn": "2001", "channel": "right", "from": 0.0, "to": 1.0});
+    let agent_b = serde_json::json!({"dn": "2002", "channel": "right", "from": 1.0, "to": null});
+    send(set("parties", serde_json::json!([agent_a])));
+    for i in 0..100u16 {
+        send(WriterMsg::Rtp(item(8, Channel::Left, i as u64 * 20, i, 8, 0x11)));
+    }
+    // a later value of the same key replaces the earlier; other keys are kept
+    send(set("parties", serde_json::json!([agent_a, agent_b])));
+    send(set("holds", serde_json::json!([{"from": 0.5, "to": 0.7}])));
+    // the writer's own facts stay the writer's
+    send(set("format", serde_json::json!("mp3")));
+    send(WriterMsg::Sidecar {
+        recording: RecordingId(99),
+        key: "parties".into(),
+        value: Box::new(serde_json::json!([])),
+    });
+    send(WriterMsg::Stop { recording: id, at: Timestamp(T0 + 2000 * MS) });
+    drop(tx);
+    let rep = handle.join().unwrap();
+    assert_eq!((rep.recordings_closed, rep.orphans), (1, 1), "unknown recording is an orphan");
+    let j = sidecar(&dir.path().join("conf-8.json"));
+    assert_eq!(j["parties"], serde_json::json!([agent_a, agent_b]));
+    assert_eq!(j["holds"][0]["to"], 0.7);
+    assert_eq!(j["conf_id"], "conf-8", "the spec's fields are kept");
+    assert_eq!(j["format"], "g711-alaw");
+    assert_eq!(j["channels"]["left"]["packets"], 100);
+}
+
+#[test]
+fn two_agents_in_the_right_channel_are_mixed_in_the_file() {
+    // A conference: agents on sources 0 and 1 of the right channel, the second joining
+    // 1 s in; a packet naming a source past MAX_SOURCES is counted invalid.
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Writer::new(0, WriterConfig::default());
+    let t = Instant::now();
+    w.handle(WriterMsg::Start(spec(dir.path(), 10, OutputFormat::G711, [Codec::Pcma; 2])), t);
+    let (a, b) = (g711::linear_to_alaw(4000), g711::linear_to_alaw(-1500));
+    for i in 0..100u16 {
+        let at = i as u64 * 20;
+        w.handle(WriterMsg::Rtp(item(10, Channel::Left, at, i, 8, 0x11)), t);
+        w.handle(WriterMsg::Rtp(item(10, Channel::Right, at, i, 8, a)), t);
+        if i >= 50 {
+            let mut second = item(10, Channel::Right, at, i - 50, 8, b);
+            second.source = 1;
+            second.data[8..12].copy_from_slice(&0x5EED_u32.to_be_bytes());
+            w.handle(WriterMsg::Rtp(second), t);
+        }
+    }
+    let mut stray = item(10, Channel::Right, 0, 0, 8, b);
+    stray.source = callrec_pipeline::writer::MAX_SOURCES as u8;
+    w.handle(WriterMsg::Rtp(stray), t);
+    w.handle(WriterMsg::Stop { recording: RecordingId(10), at: Timestamp(T0 + 2000 * MS) }, t);
+    let d = std::fs::read(dir.path().join("conf-10.wav")).unwrap();
+    let (l, r): (Vec<u8>, Vec<u8>) = d[58..].chunks(2).map(|p| (p[0], p[1])).unzip();
+    let sum = g711::linear_to_alaw(g711::ALAW_TO_LINEAR[a as usize] + g711::ALAW_TO_LINEAR[b as usize]);
+    assert_eq!(r.len(), 16000);
+    assert!(r[..8000].iter().all(|&x| x == a), "one agent alone is written as sent");
+    assert!(r[8000..].iter().all(|&x| x == sum), "two agents are summed");
+    assert!(l.iter().all(|&x| x == 0x11));
+    let right = &sidecar(&dir.path().join("conf-10.json"))["channels"]["right"];
+    assert_eq!((right["packets"].as_u64(), right["invalid"].as_u64()), (Some(151), Some(1)));
+    assert_eq!(right["reanchors"], 0);
+}

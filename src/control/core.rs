@@ -141,6 +141,10 @@ pub(crate) struct Recorded {
     former: Vec<(CallHandle, bool)>,
     /// Source slot of each agent-side stream: (dialog, that agent is its caller, slot).
     slots: Vec<(CallHandle, bool, u8)>,
+    /// Where the search for a free slot starts: slots rotate, so a newcomer does not take
+    /// the slot just freed (the writer would see the same SSRC continue, since SSRCs
+    /// collide, and hold its first packet back as a suspected jump).
+    next_slot: u8,
     /// Every Call-ID that carried the recording's media.
     call_ids: Vec<String>,
     /// Handed to a dialog that has not been answered yet: its media counts from the answer.
@@ -508,6 +512,7 @@ impl ControlCore {
                         agent_legs: Vec::new(),
                         former: Vec::new(),
                         slots: vec![(h, !customer_is_caller, 0)],
+                        next_slot: 1,
                         call_ids: vec![c.call_id.clone()],
                         awaiting_answer: false,
                     });

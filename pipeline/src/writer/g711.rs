@@ -124,6 +124,14 @@ impl Codec {
     pub fn decode(self, b: u8) -> i16 {
         self.to_linear_table()[b as usize]
     }
+    /// Linear PCM16 encoded in this codec.
+    #[inline]
+    pub fn encode(self, pcm: i16) -> u8 {
+        match self {
+            Codec::Pcma => linear_to_alaw(pcm),
+            Codec::Pcmu => linear_to_ulaw(pcm),
+        }
+    }
     /// One byte of this codec re-encoded in `to` (identity when the laws match).
     #[inline]
     pub fn transcode(self, b: u8, to: Codec) -> u8 {

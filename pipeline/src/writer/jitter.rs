@@ -1,19 +1,28 @@
-//! Placement ("jitter") buffer of one recording: puts each channel's audio at the sample
-//! position its RTP timestamp names, reorders within a window, turns gaps and pauses into
-//! silence and hands finished (committed) stereo frames to a sink.
+//! Placement ("jitter") buffer of one recording: puts each stream's audio at the sample
+//! position its RTP timestamp names, reorders within a window, mixes the streams that share
+//! a channel, turns gaps and pauses into silence and hands finished (committed) stereo
+//! frames to a sink.
 //!
-//! Timeline: position 0 is the capture time of the first packet of either channel (the
+//! A channel holds up to `MAX_SOURCES` streams at once (one per party, chosen by the
+//! control core as `RtpItem::source`), each with its own anchor, SSRC, sequence window and
+//! loss count (jitter/source.rs). Where two sources' audio falls on the same samples the
+//! channel holds their sum; gap fill is silence, never mixed (jitter/rings.rs).
+//!
+//! Timeline: position 0 is the capture time of the first packet of any stream (the
 //! origin). A stream's first packet is anchored at its own capture time; later packets go at
-//! `anchor + (rtp_ts - first_ts)`. So the two channels are in step by the capture times of
+//! `anchor + (rtp_ts - first_ts)`. So the streams are in step by the capture times of
 //! their first packets, and within a stream the sender's clock decides, until the sender's
 //! clock and the capture clock disagree by more than the resync threshold (a timestamp jump
 //! with the same SSRC): then the stream is re-anchored on capture time, once a second packet
 //! confirms the jump (the first one is held back, so a single packet with a damaged capture
-//! time cannot move the stream). A stream whose first packet overtook an earlier one, before
-//! anything was committed, moves the timeline's start back to make room. Samples are committed
-//! once they are older than `newest - window`, where `newest` is the furthest position seen in
-//! the recording; a packet for a committed region is late. Storage is one fixed ring per
-//! channel, allocated when the recording opens; placing a packet allocates nothing.
+//! time cannot move the stream). Two cases re-anchor at once: the first packet after a
+//! resume, and a stream back from more than 1 s of silence whose timestamp step disagrees
+//! with the capture gap by more than the window (a hold nobody announced). A stream whose
+//! first packet overtook an earlier one, before anything was committed, moves the
+//! timeline's start back to make room. Samples are committed once they are older than
+//! `newest - window`, where `newest` is the furthest position seen in the recording; a
+//! packet for a committed region is late. Storage is one fixed ring per channel, allocated
+//! when the recording opens; placing a packet allocates nothing.
 
 mod rings;
 mod source;
@@ -278,7 +287,7 @@ impl Placement {
         // A packet straddling the commit point keeps its uncommitted tail.
         let skip = (self.committed - pos).max(0) as usize;
         self.rings
-            .put(ci, pos + skip as i64, codec, &payload[skip..]);
+            .put(ci, source, pos + skip as i64, codec, &payload[skip..]);
     }
 
     /// Moves sample 0 back by `by` samples (nothing committed yet, everything placed fits in

@@ -633,7 +633,9 @@ fn random_streams_never_panic_and_keep_the_channels_equal() {
             } else {
                 Channel::Right
             };
-            p.place(c, 0, Timestamp(at), &b, &mut out.sink());
+            // mostly source 0; sometimes another party (mixed), sometimes out of range
+            let source = [0, 0, 0, 1, 3, 4][rnd(6) as usize];
+            p.place(c, source, Timestamp(at), &b, &mut out.sink());
         }
         p.flush(&mut out.sink());
         assert_eq!(out.l.len(), out.r.len(), "round {round}");

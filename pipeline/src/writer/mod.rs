@@ -127,22 +127,25 @@ pub enum WriterMsg {
         /// Capture time of the resume.
         at: Timestamp,
     },
-    /// Sets (overwrites) a top-level key of the recording's sidecar, written at Stop: the
-    /// control side's facts that change during the call (parties, holds, Call-IDs).
-    Sidecar {
-        /// The recording.
-        recording: RecordingId,
-        /// The sidecar key.
-        key: String,
-        /// Its value.
-        value: Box<serde_json::Value>,
-    },
     /// Flush and finalize the recording (WAV header, sidecar) and forget it.
     Stop {
         /// The recording.
         recording: RecordingId,
         /// Capture time of the stop.
         at: Timestamp,
+    },
+    /// Sets (overwrites) top-level `key` of the recording's sidecar to `value`, as if it had
+    /// been in [`RecordingSpec::sidecar`]; written at Stop, the last value sent winning.
+    /// For what the control core learns during the call ("parties", "holds"). The writer's
+    /// own keys (format, wav, codec, started, start, stop, sample_rate, duration_*, pauses,
+    /// channels, failed, error, and their `_rfc3339` forms) are not overridden.
+    Sidecar {
+        /// The recording.
+        recording: RecordingId,
+        /// Top-level key.
+        key: String,
+        /// Its value.
+        value: Box<serde_json::Value>,
     },
 }
 

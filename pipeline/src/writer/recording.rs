@@ -131,7 +131,7 @@ impl Recording {
         placement.place(item.channel, item.source, item.ts, item.bytes(), &mut sink);
     }
 
-    /// Sets a top-level sidecar key (written at Stop).
+    /// Sets top-level `key` of the sidecar (see `WriterMsg::Sidecar`).
     pub fn set_sidecar(&mut self, key: String, value: serde_json::Value) {
         self.spec.sidecar.insert(key, value);
     }

@@ -41,7 +41,7 @@ pub struct WriterReport {
     pub events: u64,
     /// Packets of payload types not announced as PCMA/PCMU.
     pub unknown_pt: u64,
-    /// Packets that were not valid RTP.
+    /// Packets that were not valid RTP, or named a source past `MAX_SOURCES`.
     pub invalid: u64,
     /// Stream re-anchors (SSRC change, timestamp jump).
     pub reanchors: u64,
@@ -140,10 +140,12 @@ impl Writer {
                 Some(r) => r.resume(at),
                 None => self.report.orphans += 1,
             },
-            WriterMsg::Sidecar { recording, key, value } => match self.recordings.get_mut(&recording) {
-                Some(r) => r.set_sidecar(key, *value),
-                None => self.report.orphans += 1,
-            },
+            WriterMsg::Sidecar { recording, key, value } => {
+                match self.recordings.get_mut(&recording) {
+                    Some(r) => r.set_sidecar(key, *value),
+                    None => self.report.orphans += 1,
+                }
+            }
             WriterMsg::Stop { recording, at } => match self.recordings.remove(&recording) {
                 Some(r) => {
                     let o = r.stop(Some(at));
@@ -188,6 +190,70 @@ impl Writer {
     }
 }
 
+/// Shortest sleep of an idle writer.
+const MIN_NAP: Duration = Duration::from_micros(50);
+/// Longest sleep of an idle writer: a ring of `RING_SLOTS` (8192 in callrec) fills in it
+/// only at 8 M messages/s, far past what one rx thread delivers; and at light load the
+/// writer wakes about once per millisecond instead of once per packet.
+const MAX_NAP: Duration = Duration::from_millis(1);
+/// Empty looks spent spinning, then yielding, before the writer sleeps.
+const SPIN_ROUNDS: u32 = 64;
+const YIELD_ROUNDS: u32 = 8;
+
+/// What an idle writer does next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Idle {
+    Spin,
+    Yield,
+    Sleep(Duration),
+}
+
+/// The idle policy. A writer that finds its ring empty spins a little (the producer may be
+/// mid-burst), yields a little, then sleeps. The sleep's length is kept from one idle spell
+/// to the next and steered by what the last sleep let pile up: a few messages or none, and
+/// it doubles up to [`MAX_NAP`]; more than an eighth of the ring, and it drops to
+/// [`MIN_NAP`]. So a lightly loaded writer drains its ring in batches about once per
+/// millisecond, and a busy one (which rarely finds the ring empty) sleeps briefly.
+struct Backoff {
+    capacity: usize,
+    empty_looks: u32,
+    nap: Duration,
+    napped: bool,
+}
+
+impl Backoff {
+    fn new(capacity: usize) -> Self {
+        Backoff { capacity, empty_looks: 0, nap: MIN_NAP, napped: false }
+    }
+
+    /// The ring holds `n` messages now.
+    fn found(&mut self, n: usize) {
+        if std::mem::take(&mut self.napped) {
+            self.nap = if n.saturating_mul(8) > self.capacity {
+                MIN_NAP
+            } else {
+                (self.nap * 2).min(MAX_NAP)
+            };
+        }
+        if n > 0 {
+            self.empty_looks = 0;
+        }
+    }
+
+    /// The ring was empty: what to do before looking again.
+    fn idle(&mut self) -> Idle {
+        self.empty_looks = self.empty_looks.saturating_add(1);
+        if self.empty_looks <= SPIN_ROUNDS {
+            Idle::Spin
+        } else if self.empty_looks <= SPIN_ROUNDS + YIELD_ROUNDS {
+            Idle::Yield
+        } else {
+            self.napped = true;
+            Idle::Sleep(self.nap)
+        }
+    }
+}
+
 /// The writer loop: drains `consumer` in bursts until its producer is gone and the ring is
 /// empty, then finalizes all open recordings and returns the totals.
 pub fn run(
@@ -196,11 +262,12 @@ pub fn run(
     config: WriterConfig,
 ) -> WriterReport {
     let mut writer = Writer::new(index, config);
-    let mut idle: u32 = 0;
+    let mut backoff = Backoff::new(consumer.buffer().capacity());
     loop {
-        let n = consumer.slots().min(WRITER_BURST);
+        let slots = consumer.slots();
+        backoff.found(slots);
+        let n = slots.min(WRITER_BURST);
         if n > 0 {
-            idle = 0;
             let now = Instant::now();
             if let Ok(chunk) = consumer.read_chunk(n) {
                 // RTP is read in place: moving a ring slot out would copy the whole inline
@@ -224,16 +291,12 @@ pub fn run(
             continue;
         }
         writer.tick(Instant::now());
-        // Spin briefly, then sleep longer the longer the ring stays empty: the machine may
-        // have fewer cores than threads, and an idle writer must not steal the capture core.
-        idle = idle.saturating_add(1);
-        if idle < 64 {
-            std::hint::spin_loop();
-        } else if idle < 128 {
-            std::thread::yield_now();
-        } else {
-            let us = (50u64 << ((idle - 128) / 64).min(4)).min(1000);
-            std::thread::sleep(Duration::from_micros(us));
+        // The machine may have fewer cores than threads: an idle writer must not steal the
+        // capture core, nor wake once per packet at light load.
+        match backoff.idle() {
+            Idle::Spin => std::hint::spin_loop(),
+            Idle::Yield => std::thread::yield_now(),
+            Idle::Sleep(d) => std::thread::sleep(d),
         }
     }
     writer.finish_all();
@@ -294,4 +357,49 @@ pub fn try_spawn_writer_with(
     };
     let handle = std::thread::Builder::new().name(format!("callrec-writer-{index}")).spawn(body)?;
     Ok((producer, handle))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Looks at an empty ring until the backoff sleeps; returns that sleep.
+    fn until_sleep(b: &mut Backoff) -> Duration {
+        for _ in 0..1000 {
+            b.found(0);
+            if let Idle::Sleep(d) = b.idle() {
+                return d;
+            }
+        }
+        panic!("never slept");
+    }
+
+    #[test]
+    fn light_load_climbs_to_the_longest_nap_and_stays_there() {
+        let mut b = Backoff::new(8192);
+        assert_eq!(b.idle(), Idle::Spin);
+        let mut naps = vec![until_sleep(&mut b)];
+        for _ in 0..8 {
+            // each sleep lets one packet in, then the ring is empty again
+            b.found(1);
+            naps.push(until_sleep(&mut b));
+        }
+        let us: Vec<u128> = naps.iter().map(|d| d.as_micros()).collect();
+        assert_eq!(us, [50, 100, 200, 400, 800, 1000, 1000, 1000, 1000]);
+    }
+
+    #[test]
+    fn a_sleep_that_lets_an_eighth_of_the_ring_pile_up_drops_to_the_shortest() {
+        let mut b = Backoff::new(8192);
+        for _ in 0..6 {
+            until_sleep(&mut b);
+        }
+        assert_eq!(until_sleep(&mut b), MAX_NAP);
+        b.found(1025);
+        // the burst is drained, the ring empties: spin and yield first, then a short sleep
+        assert_eq!(b.idle(), Idle::Spin);
+        assert_eq!(until_sleep(&mut b), MIN_NAP);
+        b.found(1024);
+        assert_eq!(until_sleep(&mut b), MIN_NAP * 2, "an eighth exactly is still light");
+    }
 }

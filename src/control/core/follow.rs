@@ -439,12 +439,17 @@ impl ControlCore {
         let mut slots: Vec<(CallHandle, bool, u8)> =
             rec.slots.iter().copied().filter(|(k, s, _)| agents.iter().any(|((ak, as_), _)| ak == k && as_ == s)).collect();
         let mut out = Vec::new();
+        let mut next_slot = rec.next_slot;
         for ((k, side), spec) in agents {
             let slot = match slots.iter().find(|(sk, ss, _)| *sk == k && *ss == side) {
                 Some((_, _, slot)) => *slot,
-                None => match (0..MAX_SOURCES as u8).find(|n| !slots.iter().any(|(_, _, s)| s == n)) {
+                None => match (0..MAX_SOURCES as u8)
+                    .map(|i| (next_slot + i) % MAX_SOURCES as u8)
+                    .find(|n| !slots.iter().any(|(_, _, s)| s == n))
+                {
                     Some(n) => {
                         slots.push((k, side, n));
+                        next_slot = (n + 1) % MAX_SOURCES as u8;
                         n
                     }
                     None => {
@@ -479,6 +484,7 @@ impl ControlCore {
         let session = rec.session;
         if let Some(rec) = self.calls.get_mut(&home).and_then(|c| c.recording.as_mut()) {
             rec.slots = slots;
+            rec.next_slot = next_slot;
         }
         Some((streams, session))
     }
