@@ -72,7 +72,9 @@ class Leg:
         self.flow, self.name, self.ip, self.port, self.mp, self.user = flow, name, ip, port, mp, user
         self.remote, self.calls, self.cid = remote, calls, cid
         self.steps, self.t, self.segments, self.nbranch = [], 0, [], 0
-        flow.legs.append(self)
+        self.segments_of = [self]  # legs whose RTP segments this process plays
+        if flow is not None:
+            flow.legs.append(self)
 
     def branch(self):
         self.nbranch += 1
@@ -117,13 +119,13 @@ class Leg:
             lines.append(f"Content-Type: {ctype}")
         self.send(lines, body)
 
-    def invite(self, d, extra=()):
+    def invite(self, d, extra=(), cseq=1):
         """Initial INVITE of dialog d, sent by its caller"""
-        self.request(d, "caller", "INVITE", extra, sdp(self.user, 1, "sendrecv"), "application/sdp", cseq=1, with_etag=False)
+        self.request(d, "caller", "INVITE", extra, sdp(self.user, 1, "sendrecv"), "application/sdp", cseq=cseq, with_etag=False)
         self.recv("100", optional=True)
         self.recv("180", optional=True)
         self.recv("200")
-        self.send(d.headers("caller", "ACK", cseq=1))
+        self.send(d.headers("caller", "ACK", cseq=cseq))
 
     def reinvite(self, d, side, mode, answer_mode):
         """re-INVITE in d from `side`, answered with `answer_mode`, ACKed"""
@@ -138,9 +140,9 @@ class Leg:
         o = ' optional="true"' if optional else ""
         self.steps.append(f'  <recv {kind}="{what}"{o}/>')
 
-    def respond(self, code, reason, tag="", contact_user=None, body=None, ctype="application/sdp", extra=()):
+    def respond(self, code, reason, tag="", contact=None, body=None, ctype="application/sdp", extra=()):
         lines = [f"SIP/2.0 {code} {reason}", "[last_From:]", f"[last_To:]{tag}", "[last_Call-ID:]", "[last_CSeq:]",
-                 f"Contact: <sip:{contact_user or self.user}@[local_ip]:[local_port]>"] + list(extra)
+                 f"Contact: {contact or f'<sip:{self.user}@[local_ip]:[local_port]>'}"] + list(extra)
         if body is not None:
             lines.append(f"Content-Type: {ctype}")
         self.send(lines, body)
@@ -148,8 +150,8 @@ class Leg:
     def answer(self, d, mode="sendrecv", isfocus=False):
         """Receive d's INVITE (initial when d.etag not yet given) and answer with SDP"""
         self.recv("INVITE")
-        self.respond(200, "OK", f";tag={d.etag}", body=sdp(self.user, 1, mode),
-                     extra=() if not isfocus else ())
+        contact = f"<sip:{self.user}@[local_ip]:[local_port]>" + (";isfocus" if isfocus else "")
+        self.respond(200, "OK", f";tag={d.etag}", contact, body=sdp(self.user, 1, mode))
         self.recv("ACK")
 
     def answer_reinvite(self, d, side, mode):
@@ -179,6 +181,26 @@ class Leg:
     def raw(self, xml):
         self.steps.append(xml)
 
+    def branches(self, cases):
+        """This UAS leg serves several dialogs, one SIPp call each: `cases` is a list of
+        (regexp on the INVITE, planned leg); the last one is the default. Each planned leg starts
+        with its answer(); the INVITE is received once here and the call jumps to its case."""
+        self.steps.append('  <recv request="INVITE">\n    <action>\n' + "".join(
+            f'      <ereg regexp="{rx}" search_in="msg" check_it="false" assign_to="case{k}"/>\n'
+            for k, (rx, _) in enumerate(cases[:-1])) + '    </action>\n  </recv>')
+        for k in range(len(cases) - 1):
+            self.steps.append(f'  <nop test="case{k}" next="case{k}"/>')
+        for k, (_, leg) in enumerate(reversed(cases)):
+            k = len(cases) - 1 - k
+            if k != len(cases) - 1:
+                self.steps.append(f'  <label id="case{k}"/>')
+            assert leg.steps[0] == '  <recv request="INVITE"/>', leg.steps[0]
+            self.steps += leg.steps[1:]
+            self.segments_of.append(leg)
+            if k:
+                self.steps.append('  <nop next="end"/>')
+        self.steps.append('  <label id="end"/>')
+
     def xml(self):
         return (f'<?xml version="1.0" encoding="ISO-8859-1" ?>\n<!DOCTYPE scenario SYSTEM "sipp.dtd">\n'
                 f'<!-- callrec flow "{self.flow.name}", leg {self.name}: {self.user} at {self.ip}:{self.port}.\n'
@@ -195,6 +217,12 @@ class Flow:
     def leg(self, name, ip, user, port=5060, remote=None, calls=1, cid=None):
         self.mp += 100
         return Leg(self, name, ip, port, self.mp, user, remote, calls, cid)
+
+    def plan(self, name, user):
+        """A leg planned on its own and merged into a process with Leg.branches"""
+        p = Leg(None, name, "", 0, 0, user)
+        p.flow = self
+        return p
 
     def fact(self, *words):
         self.facts.append(" ".join(str(w) for w in words))
@@ -309,10 +337,219 @@ def blind3():
     return f
 
 
+def attended():
+    f = Flow("attended", "C calls 2001; A1 holds C, consults 2002, transfers C with REFER/Replaces; C hangs up")
+    d1 = Dialog("att-d1@192.0.2.10", C_USER, C_IP, 5060, "c-att-d1", dn(1), AGENTS[1], "a1-att-d1")
+    d2 = Dialog("att-d2@192.0.2.21", dn(1), AGENTS[1], 5062, "a1-att-d2", dn(2), AGENTS[2], "a2-att-d2")
+    d3 = Dialog("att-d3@192.0.2.10", C_USER, C_IP, 5062, "c-att-d3", dn(2), AGENTS[2], "a2-att-d3")
+    c1 = cust_leg(f, "c-d1", d1, 5060, AGENTS[1])
+    a1 = f.leg("a1-d1", AGENTS[1], dn(1))
+    a1c = f.leg("a1-d2", AGENTS[1], dn(1), 5062, f"{AGENTS[2]}:5060", cid=d2.cid)
+    c3 = cust_leg(f, "c-d3", d3, 5062, AGENTS[2])
+    a2 = f.leg("a2", AGENTS[2], dn(2), calls=2)
+    a2d2, a2d3 = f.plan("a2-d2", dn(2)), f.plan("a2-d3", dn(2))
+    c1.at(1000).invite(d1)
+    a1.answer(d1)
+    a1.sync(1000)
+    c1.rtp(1000, 4000)
+    a1.rtp(1000, 4000)
+    a1.at(4000).reinvite(d1, "callee", "sendonly", "recvonly")
+    c1.sync(4000).answer_reinvite(d1, "caller", "recvonly")
+    a1c.at(4400).invite(d2)
+    a2d2.answer(d2)
+    a2d2.sync(4400)
+    a1c.rtp(4400, 7200)
+    a2d2.rtp(4400, 7200)
+    replaces = f"{d2.cid};to-tag={d2.etag};from-tag={d2.ctag}"
+    esc = replaces.replace("@", "%40").replace(";", "%3B").replace("=", "%3D")
+    a1.at(6400)
+    refer(a1, d1, "callee", f"sip:{dn(2)}@{AGENTS[2]}:5060?Replaces={esc}")
+    c1.sync(6400).ok("REFER", 202, "Accepted")
+    c1.at(6450)
+    notify(c1, d1, "SIP/2.0 100 Trying", "active;expires=60")
+    a1.sync(6450).ok("NOTIFY")
+    c3.at(6800).invite(d3, (f"Replaces: {replaces}", f"Referred-By: <sip:{dn(1)}@{AGENTS[1]}>"))
+    a2d3.answer(d3)
+    a2d3.sync(6800)
+    c3.rtp(6800, 10600)
+    a2d3.rtp(6800, 10600)
+    a2d2.at(7200).request(d2, "callee", "BYE")
+    a2d2.recv("200")
+    a1c.sync(7200).ok("BYE")
+    c1.at(7200)
+    notify(c1, d1, "SIP/2.0 200 OK", "terminated;reason=noresource")
+    a1.sync(7200).ok("NOTIFY")
+    a1.at(7600).request(d1, "callee", "BYE")
+    a1.recv("200")
+    c1.sync(7600).ok("BYE")
+    c3.at(10600).request(d3, "caller", "BYE")
+    c3.recv("200")
+    a2d3.sync(10600).ok("BYE")
+    a2.branches([("Replaces:", a2d3), ("", a2d2)])
+    f.fact("call", "D1", d1.cid, "from-tag", d1.ctag, "to-tag", d1.etag, "agent", dn(1), "answered", 1000)
+    f.fact("hold", "D1", 4000)
+    f.fact("call", "D2", d2.cid, "from-tag", d2.ctag, "to-tag", d2.etag, "consultation", dn(1), dn(2), "answered", 4400)
+    f.fact("refer", "D1", "to", dn(2), "replaces", "D2", 6400)
+    f.fact("call", "D3", d3.cid, "from-tag", d3.ctag, "to-tag", d3.etag, "agent", dn(2), "answered", 6800)
+    f.fact("bye", "D2", "by", dn(2), 7200)
+    f.fact("bye", "D1", "by", dn(1), 7600)
+    f.fact("bye", "D3", "by", "C", 10600)
+    return f
+
+
+def redirect():
+    f = Flow("redirect", "C calls 2001, which answers 302 to 2002; C calls 2002 in the same Call-ID; C hangs up")
+    cid = "redir-d1@192.0.2.10"
+    d = Dialog(cid, C_USER, C_IP, 5060, "c-redir-d1", dn(1), AGENTS[1], "a1-redir-d1")
+    c = cust_leg(f, "c-d1", d, 5060, AGENTS[1])
+    a1 = f.leg("a1", AGENTS[1], dn(1))
+    a2 = f.leg("a2", AGENTS[2], dn(2))
+    c.at(1000)
+    b = c.branch()
+    inv = [f"INVITE {d.callee_uri} SIP/2.0", f"Via: SIP/2.0/UDP [local_ip]:[local_port];branch={b}",
+           f"From: {d.caller};tag={d.ctag}", f"To: {d.callee}", f"Call-ID: {cid}", "CSeq: 1 INVITE",
+           f"Contact: <{d.ccontact}>", "Max-Forwards: 70", "Content-Type: application/sdp", "Content-Length: [len]", ""]
+    c.steps.append('  <send retrans="500">\n    <![CDATA[\n\n' + "\n".join(inv + sdp(C_USER, 1, "sendrecv")) + '\n\n    ]]>\n  </send>')
+    c.recv("100", optional=True)
+    c.recv("302")
+    ack = [f"ACK {d.callee_uri} SIP/2.0", f"Via: SIP/2.0/UDP [local_ip]:[local_port];branch={b}",
+           f"From: {d.caller};tag={d.ctag}", f"To: {d.callee};tag={d.etag}", f"Call-ID: {cid}", "CSeq: 1 ACK",
+           "Max-Forwards: 70", "Content-Length: 0"]
+    c.steps.append('  <send>\n    <![CDATA[\n\n' + "\n".join(ack) + '\n\n    ]]>\n  </send>')
+    a1.recv("INVITE")
+    a1.respond(302, "Moved Temporarily", f";tag={d.etag}", f"<sip:{dn(2)}@{AGENTS[2]}:5060>")
+    a1.recv("ACK")
+    # the new target: same Call-ID, From and To (RFC 3261 8.1.3.4 keeps them), CSeq 2
+    c.raw(f'  <nop>\n    <action>\n      <setdest host="{AGENTS[2]}" port="5060" protocol="udp"/>\n    </action>\n  </nop>')
+    d2 = Dialog(cid, C_USER, C_IP, 5060, d.ctag, dn(2), AGENTS[2], "a2-redir-d1")
+    d2.callee = d.callee
+    d2.cseq["caller"] = 2
+    c.invite(d2, cseq=2)
+    a2.answer(d2)
+    a2.sync(1000)
+    c.rtp(1000, 5000)
+    a2.rtp(1000, 5000)
+    c.at(5000).request(d2, "caller", "BYE")
+    c.recv("200")
+    a2.sync(5000).ok("BYE")
+    f.fact("call", "D1", cid, "from-tag", d.ctag, "302-to-tag", d.etag, "to-tag", d2.etag, "agent", dn(2), "answered", 1000)
+    f.fact("bye", "D1", "by", "C", 5000)
+    return f
+
+
+def conference():
+    f = Flow("conference", "C calls 2001; A1 joins a focus and REFERs C to it; 2002 joins for 3 s; all leave")
+    foc = FOCUS_IP
+    d1 = Dialog("conf-d1@192.0.2.10", C_USER, C_IP, 5060, "c-conf-d1", dn(1), AGENTS[1], "a1-conf-d1")
+    d2 = Dialog("conf-d2@192.0.2.21", dn(1), AGENTS[1], 5062, "a1-conf-d2", FOCUS_USER, foc, "f-conf-d2")
+    d3 = Dialog("conf-d3@192.0.2.10", C_USER, C_IP, 5062, "c-conf-d3", FOCUS_USER, foc, "f-conf-d3")
+    d4 = Dialog("conf-d4@192.0.2.22", dn(2), AGENTS[2], 5060, "a2-conf-d4", FOCUS_USER, foc, "f-conf-d4")
+    c1 = cust_leg(f, "c-d1", d1, 5060, AGENTS[1])
+    a1 = f.leg("a1-d1", AGENTS[1], dn(1))
+    a1f = f.leg("a1-d2", AGENTS[1], dn(1), 5062, f"{foc}:5060", cid=d2.cid)
+    c3 = cust_leg(f, "c-d3", d3, 5062, foc)
+    a2 = f.leg("a2-d4", AGENTS[2], dn(2), 5060, f"{foc}:5060", cid=d4.cid)
+    fl = f.leg("focus", foc, FOCUS_USER, calls=3)
+    fd2, fd3, fd4 = f.plan("focus-d2", FOCUS_USER), f.plan("focus-d3", FOCUS_USER), f.plan("focus-d4", FOCUS_USER)
+    c1.at(1000).invite(d1)
+    a1.answer(d1)
+    a1.sync(1000)
+    c1.rtp(1000, 3400)
+    a1.rtp(1000, 3400)
+    a1f.at(3000).invite(d2)
+    fd2.answer(d2, isfocus=True)
+    fd2.sync(3000)
+    a1f.rtp(3000, 11000)
+    fd2.rtp(3000, 11000)
+    a1.at(3400)
+    refer(a1, d1, "callee", f"sip:{FOCUS_USER}@{foc}:5060")
+    c1.sync(3400).ok("REFER", 202, "Accepted")
+    c1.at(3450)
+    notify(c1, d1, "SIP/2.0 100 Trying", "active;expires=60")
+    a1.sync(3450).ok("NOTIFY")
+    c3.at(3800).invite(d3, (f"Referred-By: <sip:{dn(1)}@{AGENTS[1]}>",))
+    fd3.answer(d3, isfocus=True)
+    fd3.sync(3800)
+    c3.rtp(3800, 10600)
+    fd3.rtp(3800, 10600)
+    c1.at(4200)
+    notify(c1, d1, "SIP/2.0 200 OK", "terminated;reason=noresource")
+    a1.sync(4200).ok("NOTIFY")
+    a1.at(4600).request(d1, "callee", "BYE")
+    a1.recv("200")
+    c1.sync(4600).ok("BYE")
+    a2.at(5600).invite(d4)
+    fd4.answer(d4, isfocus=True)
+    fd4.sync(5600)
+    a2.rtp(5600, 8600)
+    fd4.rtp(5600, 8600)
+    a2.at(8600).request(d4, "caller", "BYE")
+    a2.recv("200")
+    fd4.sync(8600).ok("BYE")
+    c3.at(10600).request(d3, "caller", "BYE")
+    c3.recv("200")
+    fd3.sync(10600).ok("BYE")
+    a1f.at(11000).request(d2, "caller", "BYE")
+    a1f.recv("200")
+    fd2.sync(11000).ok("BYE")
+    fl.branches([("conf-d3@", fd3), ("conf-d4@", fd4), ("", fd2)])
+    f.fact("call", "D1", d1.cid, "from-tag", d1.ctag, "to-tag", d1.etag, "agent", dn(1), "answered", 1000)
+    f.fact("call", "D2", d2.cid, "from-tag", d2.ctag, "to-tag", d2.etag, "focus", dn(1), "answered", 3000)
+    f.fact("refer", "D1", "to", FOCUS_USER, 3400)
+    f.fact("call", "D3", d3.cid, "from-tag", d3.ctag, "to-tag", d3.etag, "focus", "C", "answered", 3800)
+    f.fact("bye", "D1", "by", dn(1), 4600)
+    f.fact("call", "D4", d4.cid, "from-tag", d4.ctag, "to-tag", d4.etag, "focus", dn(2), "answered", 5600)
+    f.fact("bye", "D4", "by", dn(2), 8600)
+    f.fact("bye", "D3", "by", "C", 10600)
+    f.fact("bye", "D2", "by", dn(1), 11000)
+    return f
+
+
+def local3():
+    f = Flow("local3", "C calls 2001; A1 holds C, calls 2002, resumes C: A1's phone mixes a three-way call")
+    d1 = Dialog("loc-d1@192.0.2.10", C_USER, C_IP, 5060, "c-loc-d1", dn(1), AGENTS[1], "a1-loc-d1")
+    d2 = Dialog("loc-d2@192.0.2.21", dn(1), AGENTS[1], 5062, "a1-loc-d2", dn(2), AGENTS[2], "a2-loc-d2")
+    c = cust_leg(f, "c-d1", d1, 5060, AGENTS[1])
+    a1 = f.leg("a1-d1", AGENTS[1], dn(1))
+    a1c = f.leg("a1-d2", AGENTS[1], dn(1), 5062, f"{AGENTS[2]}:5060", cid=d2.cid)
+    a2 = f.leg("a2-d2", AGENTS[2], dn(2))
+    c.at(1000).invite(d1)
+    a1.answer(d1)
+    a1.sync(1000)
+    c.rtp(1000, 3000)
+    a1.rtp(1000, 3000)
+    a1.at(3000).reinvite(d1, "callee", "sendonly", "recvonly")
+    c.sync(3000).answer_reinvite(d1, "caller", "recvonly")
+    a1c.at(3400).invite(d2)
+    a2.answer(d2)
+    a2.sync(3400)
+    a1c.rtp(3400, 8400)
+    a2.rtp(3400, 8400)
+    a1.at(5400).reinvite(d1, "callee", "sendrecv", "sendrecv")
+    c.sync(5400).answer_reinvite(d1, "caller", "sendrecv")
+    c.rtp(5400, 10400, first=1000)
+    a1.rtp(5400, 10400, first=1000)
+    a2.at(8400).request(d2, "callee", "BYE")
+    a2.recv("200")
+    a1c.sync(8400).ok("BYE")
+    c.at(10400).request(d1, "caller", "BYE")
+    c.recv("200")
+    a1.sync(10400).ok("BYE")
+    f.fact("call", "D1", d1.cid, "from-tag", d1.ctag, "to-tag", d1.etag, "agent", dn(1), "answered", 1000)
+    f.fact("hold", "D1", 3000)
+    f.fact("call", "D2", d2.cid, "from-tag", d2.ctag, "to-tag", d2.etag, "consultation", dn(1), dn(2), "answered", 3400)
+    f.fact("resume", "D1", 5400)
+    f.fact("bye", "D2", "by", dn(2), 8400)
+    f.fact("bye", "D1", "by", "C", 10400)
+    return f
+
+
+FLOWS = {"hold": hold, "blind": blind, "blind3": blind3, "attended": attended, "redirect": redirect,
+         "conference": conference, "local3": local3}
+
+
 def main():
-    flows = {"hold": hold, "blind": blind, "blind3": blind3}
-    extra = globals().get("MORE_FLOWS", {})
-    flows.update(extra)
+    flows = FLOWS
     if len(sys.argv) == 2 and sys.argv[1] == "list":
         print(" ".join(flows))
     elif len(sys.argv) == 4 and sys.argv[1] == "build":
@@ -356,8 +593,9 @@ def build(f, d):
     for i, leg in enumerate(f.legs):
         with open(os.path.join(d, leg.name + ".xml"), "w") as fh:
             fh.write(leg.xml().replace("@MEDIA@", d))
-        for n, (dur, ts0, seq0) in enumerate(leg.segments):
-            write_pcap(os.path.join(d, f"{leg.name}-{n}.pcap"), dur, ts0, seq0, i * 100 + n + 1)
+        for j, part in enumerate(leg.segments_of):
+            for n, (dur, ts0, seq0) in enumerate(part.segments):
+                write_pcap(os.path.join(d, f"{part.name}-{n}.pcap"), dur, ts0, seq0, i * 100 + j * 10 + n + 1)
         legs.append(f"{leg.name} {leg.ip} {leg.port} {leg.mp} {leg.calls} {leg.remote or '-'} {leg.cid or '-'}")
     with open(os.path.join(d, "legs"), "w") as fh:
         fh.write("\n".join(legs) + "\n")
