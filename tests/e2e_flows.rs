@@ -1,0 +1,487 @@
+//! End-to-end: recording through the call flows of a contact centre. Each flow of
+//! scripts/flows/make-flow.sh (hold, blind and triple blind transfer, attended transfer with
+//! Replaces, 302 redirect, focus conference, local three-way) is captured once with real SIPp
+//! parties and RTP in a network namespace; `callrec replay` then records it with a customer-side
+//! trigger (a Trunk DN matching the customer) and with agent-side ones (`--record-dn`), and
+//! every recording is checked against tshark's decode: one file per recording, each channel
+//! segment by segment against the stream it should carry (correlation >= 0.97, in place within
+//! 80 ms), silence on hold, the file's ends at the right SIP events, and the sidecar's
+//! `parties`, `holds` and `call_ids`. One more case records the blind flow live
+//! (`callrec run --port af_packet:lo` in the flow's namespace).
+//!
+//! All flows run in parallel threads inside ONE #[test] (their length is mostly SIPp pauses).
+//! A failing case fails the test with "flow/case: what differed"; the others still run.
+//! `CALLREC_FLOWS_ONLY=name[,name]` runs only those flows (`blind-live` is the live case);
+//! `CALLREC_FLOWS_KEEP=1` keeps captures, recordings and logs.
+//!
+//! Needs root, `ip netns`, sipp, tcpdump and tshark; without them it prints a loud SKIP line and
+//! passes.
+
+mod common;
+
+use common::flows::{self, agent_ip, check_channels, make_flow, recordings, FlowCapture, Rec, CUSTOMER_DN, CUSTOMER_IP};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Condvar, Mutex};
+use std::time::Instant;
+
+/// Party intervals in the sidecar: within this of the SIP events.
+const PARTY_TOL: f64 = 0.5;
+/// Silence on hold: its ends within this of the SIP events.
+const HOLD_TOL: f64 = 0.08;
+/// A file's ends: within this of the SIP events (a packet or two plus the pcap's lead).
+const END_TOL: f64 = 0.1;
+/// Captures made at once (each is ~6 SIPp processes and a tcpdump, timed by pauses).
+const JOBS: usize = 4;
+
+const TRUNK_CONFIG: &str = "[[trunk]]\ndn = \"trunk1\"\ndn_pattern = \"+1555*\"\nrecord = true\n";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn can_capture() -> bool {
+    let is_root = Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false);
+    let netns = Command::new("ip").args(["netns", "list"]).output().map(|o| o.status.success()).unwrap_or(false);
+    let tools = ["sipp", "tcpdump", "tshark"]
+        .iter()
+        .all(|t| Command::new("sh").args(["-c", &format!("command -v {t}")]).output().is_ok_and(|o| o.status.success()));
+    if is_root && netns && tools {
+        return true;
+    }
+    eprintln!(
+        "\n!!!!!!!! SKIP e2e_flows: needs root, `ip netns`, sipp, tcpdump and tshark (root={is_root} \
+         netns={netns} tools={tools}); run scripts/install.sh and the tests as root !!!!!!!!\n"
+    );
+    false
+}
+
+/// How a case triggers recording.
+#[derive(Clone, Copy)]
+enum Trigger {
+    /// `[[trunk]] dn_pattern = "+1555*"`: customer side.
+    Trunk,
+    /// `--record-dn` for each.
+    Dns(&'static [&'static str]),
+}
+
+/// `callrec replay` of the flow's capture with `trigger` into `dir`; the recordings.
+fn replay(fc: &FlowCapture, dir: &Path, trigger: Trigger) -> Result<Vec<Rec>, String> {
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let out = dir.join("out");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_callrec"));
+    cmd.arg("replay").arg("--out").arg(&out).arg("--sip-trace").arg(dir.join("sip-trace.txt"));
+    cmd.args(trigger_args(dir, trigger)?);
+    let res = cmd.arg(&fc.cap).output().map_err(|e| format!("callrec replay: {e}"))?;
+    std::fs::write(dir.join("replay.log"), [&res.stdout[..], &res.stderr[..]].concat()).ok();
+    if !res.status.success() {
+        return Err(format!("callrec replay failed ({}): {}", res.status, String::from_utf8_lossy(&res.stderr)));
+    }
+    recordings(&out)
+}
+
+fn trigger_args(dir: &Path, trigger: Trigger) -> Result<Vec<String>, String> {
+    Ok(match trigger {
+        Trigger::Trunk => {
+            let cfg = dir.join("callrec.toml");
+            std::fs::write(&cfg, TRUNK_CONFIG).map_err(|e| e.to_string())?;
+            vec!["--config".into(), cfg.display().to_string()]
+        }
+        Trigger::Dns(dns) => dns.iter().flat_map(|d| ["--record-dn".to_string(), d.to_string()]).collect(),
+    })
+}
+
+/// Exactly one recording.
+fn one(recs: Vec<Rec>) -> Result<Rec, String> {
+    if recs.len() == 1 {
+        return recs.into_iter().next().ok_or_else(|| "no recording".into());
+    }
+    let each: Vec<String> = recs.iter().map(|r| format!("call_ids {:?} {:.2} s", r.call_ids(), r.secs)).collect();
+    Err(format!("expected one recording, got {}: [{}]", recs.len(), each.join("; ")))
+}
+
+/// The checks of one case: every check runs; all failures are reported together.
+#[derive(Default)]
+struct Checks(Vec<String>);
+
+impl Checks {
+    fn add(&mut self, what: &str, r: Result<(), String>) {
+        if let Err(e) = r {
+            self.0.push(format!("{what}: {e}"));
+        }
+    }
+
+    fn done(self) -> Result<(), String> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{} check(s) failed:\n    - {}", self.0.len(), self.0.join("\n    - ")))
+        }
+    }
+}
+
+fn expect_call_ids(rec: &Rec, want: &[&str]) -> Result<(), String> {
+    let got = rec.call_ids();
+    if got != want {
+        return Err(format!("call_ids {got:?}, expected {want:?}"));
+    }
+    Ok(())
+}
+
+fn connection_id(rec: &Rec) -> Result<(), String> {
+    match rec.sc["connection_id"].as_str() {
+        Some(c) if !c.is_empty() => Ok(()),
+        _ => Err(format!("no connection_id in the sidecar {}", rec.path.display())),
+    }
+}
+
+// ------------------------------------------------------------------------------------ flows
+
+/// hold: left C, right A1 outside the hold; both silent from the hold's 200 to the resume's;
+/// the timeline kept; one `holds` entry.
+fn hold(fc: &FlowCapture, dir: &Path, trigger: Trigger) -> Result<(), String> {
+    let d1 = "hold-d1@192.0.2.10";
+    let oks = fc.invite_oks(d1);
+    let [ans, held, resumed] = oks[..] else { return Err(format!("capture: {} 200 OKs to INVITE in {d1}, expected 3", oks.len())) };
+    let bye = fc.bye(d1)?;
+    let (c, a) = (fc.one(&fc.stream(d1, CUSTOMER_IP)?)?, fc.one(&fc.stream(d1, &agent_ip("2001"))?)?);
+    let rec = one(replay(fc, dir, trigger)?)?;
+    let mut ck = Checks::default();
+    ck.add("file span", rec.spans(ans, bye, END_TOL));
+    ck.add("audio", check_channels(&rec, &vec![(&c, ans, held), (&c, resumed, bye)], &vec![(&a, ans, held), (&a, resumed, bye)]));
+    ck.add("hold silence", rec.silent(held, resumed, HOLD_TOL).map_err(|e| format!("hold: {e}")));
+    ck.add("holds", rec.check_holds(&[(held, resumed)], PARTY_TOL));
+    ck.add("parties", rec.check_parties(&[(CUSTOMER_DN, "left", ans, bye), ("2001", "right", ans, bye)], true, PARTY_TOL));
+    ck.add("call_ids", expect_call_ids(&rec, &[d1]));
+    ck.add("connection_id", connection_id(&rec));
+    ck.done()
+}
+
+/// The times of one blind transfer chain's dialogs.
+struct Leg {
+    cid: String,
+    answered: f64,
+    refer: Option<f64>,
+    bye: f64,
+    cust: flows::Ref,
+    agent: flows::Ref,
+    dn: String,
+}
+
+fn chain(fc: &FlowCapture, flow: &str, dns: &[&str]) -> Result<Vec<Leg>, String> {
+    dns.iter()
+        .enumerate()
+        .map(|(k, dn)| {
+            let cid = format!("{flow}-d{}@192.0.2.10", k + 1);
+            Ok(Leg {
+                answered: fc.answered(&cid)?,
+                refer: if k + 1 < dns.len() { Some(fc.request(&cid, "REFER")?) } else { None },
+                bye: fc.bye(&cid)?,
+                cust: fc.one(&fc.stream(&cid, CUSTOMER_IP)?)?,
+                agent: fc.one(&fc.stream(&cid, &agent_ip(dn))?)?,
+                dn: dn.to_string(),
+                cid,
+            })
+        })
+        .collect()
+}
+
+/// One file through every leg of a blind chain: left C's stream of each dialog (answer to its
+/// REFER), silence between; right each agent from when the previous one left to the next
+/// dialog's answer (while two agents send, either may be on the right: not judged).
+fn check_chain(rec: &Rec, legs: &[Leg]) -> Result<(), String> {
+    let last = legs.last().ok_or("no legs")?;
+    let mut ck = Checks::default();
+    ck.add("file span", rec.spans(legs[0].answered, last.bye, END_TOL));
+    let mut left = Vec::new();
+    let mut right = Vec::new();
+    for (k, l) in legs.iter().enumerate() {
+        left.push((&l.cust, l.answered, l.refer.unwrap_or(l.bye)));
+        let from = if k == 0 { l.answered } else { legs[k - 1].bye };
+        let to = legs.get(k + 1).map_or(l.bye, |n| n.answered);
+        right.push((&l.agent, from, to));
+        if let (Some(refer), Some(n)) = (l.refer, legs.get(k + 1)) {
+            ck.add("left between transfers", rec.channel_silent(0, refer, n.answered).map_err(|e| format!("between C's REFER and its new dialog: {e}")));
+        }
+    }
+    ck.add("audio", check_channels(rec, &left, &right));
+    let mut want = vec![(CUSTOMER_DN, "left", legs[0].answered, last.bye)];
+    want.extend(legs.iter().map(|l| (l.dn.as_str(), "right", l.answered, l.bye)));
+    ck.add("parties", rec.check_parties(&want, true, PARTY_TOL));
+    ck.add("call_ids", expect_call_ids(rec, &legs.iter().map(|l| l.cid.as_str()).collect::<Vec<_>>()));
+    ck.add("connection_id", connection_id(rec));
+    ck.done()
+}
+
+fn blind_trunk(fc: &FlowCapture, dir: &Path) -> Result<(), String> {
+    let legs = chain(fc, "blind", &["2001", "2002"])?;
+    check_chain(&one(replay(fc, dir, Trigger::Trunk)?)?, &legs)
+}
+
+/// `--record-dn 2001`: the recording ends when A1 leaves (D1's BYE), right = A1 throughout.
+fn blind_2001(fc: &FlowCapture, dir: &Path) -> Result<(), String> {
+    let legs = chain(fc, "blind", &["2001", "2002"])?;
+    let l = &legs[0];
+    let rec = one(replay(fc, dir, Trigger::Dns(&["2001"]))?)?;
+    let mut ck = Checks::default();
+    ck.add("file span", rec.spans(l.answered, l.bye, END_TOL));
+    let refer = l.refer.ok_or("no REFER")?;
+    ck.add("audio", check_channels(&rec, &vec![(&l.cust, l.answered, refer)], &vec![(&l.agent, l.answered, l.bye)]));
+    ck.add("parties", rec.check_parties(&[(CUSTOMER_DN, "left", l.answered, l.bye), ("2001", "right", l.answered, l.bye)], false, PARTY_TOL));
+    ck.add("call_ids", expect_call_ids(&rec, &[&l.cid]));
+    ck.done()
+}
+
+/// `--record-dn 2001 --record-dn 2002`: one file through both agents.
+fn blind_both(fc: &FlowCapture, dir: &Path) -> Result<(), String> {
+    let legs = chain(fc, "blind", &["2001", "2002"])?;
+    check_chain(&one(replay(fc, dir, Trigger::Dns(&["2001", "2002"]))?)?, &legs)
+}
+
+fn blind3_trunk(fc: &FlowCapture, dir: &Path) -> Result<(), String> {
+    let legs = chain(fc, "blind3", &["2001", "2002", "2003", "2004"])?;
+    check_chain(&one(replay(fc, dir, Trigger::Trunk)?)?, &legs)
+}
+
+/// `--record-dn 2003`: from A3's answer to A3's leaving, right = A3.
+fn blind3_2003(fc: &FlowCapture, dir: &Path) -> Result<(), String> {
+    let legs = chain(fc, "blind3", &["2001", "2002", "2003", "2004"])?;
+    let l = &legs[2];
+    let rec = one(replay(fc, dir, Trigger::Dns(&["2003"]))?)?;
+    let mut ck = Checks::default();
+    ck.add("file span", rec.spans(l.answered, l.bye, END_TOL));
+    let refer = l.refer.ok_or("no REFER")?;
+    ck.add("audio", check_channels(&rec, &vec![(&l.cust, l.answered, refer)], &vec![(&l.agent, l.answered, l.bye)]));
+    ck.add("parties", rec.check_parties(&[("2003", "right", l.answered, l.bye)], false, PARTY_TOL));
+    ck.add("call_ids", expect_call_ids(&rec, &[&l.cid]));
+    ck.done()
+}
+
+/// attended: right A1, silence from the hold's 200 to D3's answer (the consultation is not in
+/// the file), then A2 in D3; left C in D1 then D3.
+fn attended(fc: &FlowCapture, dir: &Path) -> Result<(), String> {
+    let (d1, d3) = ("att-d1@192.0.2.10", "att-d3@192.0.2.10");
+    let oks = fc.invite_oks(d1);
+    let [a1, held] = oks[..] else { return Err(format!("capture: {} 200 OKs to INVITE in {d1}, expected 2", oks.len())) };
+    let (b1, a3, b3) = (fc.bye(d1)?, fc.answered(d3)?, fc.bye(d3)?);
+    let (c1, c3) = (fc.one(&fc.stream(d1, CUSTOMER_IP)?)?, fc.one(&fc.stream(d3, CUSTOMER_IP)?)?);
+    let (ag1, ag2) = (fc.one(&fc.stream(d1, &agent_ip("2001"))?)?, fc.one(&fc.stream(d3, &agent_ip("2002"))?)?);
+    let rec = one(replay(fc, dir, Trigger::Trunk)?)?;
+    let mut ck = Checks::default();
+    ck.add("file span", rec.spans(a1, b3, END_TOL));
+    ck.add("audio", check_channels(&rec, &vec![(&c1, a1, held), (&c3, a3, b3)], &vec![(&ag1, a1, held), (&ag2, a3, b3)]));
+    ck.add("hold silence", rec.silent(held, a3, HOLD_TOL).map_err(|e| format!("hold until D3 answered (no consultation audio): {e}")));
+    let holds = rec.sc["holds"].as_array().map(|h| h.len());
+    if holds != Some(1) {
+        ck.add("holds", Err(format!("expected one entry, sidecar has {}", rec.sc["holds"])));
+    }
+    ck.add("parties", rec.check_parties(&[(CUSTOMER_DN, "left", a1, b3), ("2001", "right", a1, b1), ("2002", "right", a3, b3)], true, PARTY_TOL));
+    ck.add("call_ids", expect_call_ids(&rec, &[d1, d3]));
+    ck.add("connection_id", connection_id(&rec));
+    ck.done()
+}
+
+/// redirect: one Call-ID, 302 from A1 then 200 from A2: left C, right A2, parties C and 2002.
+fn redirect_check(fc: &FlowCapture, rec: &Rec) -> Result<(), String> {
+    let d1 = "redir-d1@192.0.2.10";
+    let (ans, bye) = (fc.answered(d1)?, fc.bye(d1)?);
+    let (c, a) = (fc.one(&fc.stream(d1, CUSTOMER_IP)?)?, fc.one(&fc.stream(d1, &agent_ip("2002"))?)?);
+    let mut ck = Checks::default();
+    ck.add("file span", rec.spans(ans, bye, END_TOL));
+    ck.add("audio", check_channels(rec, &vec![(&c, ans, bye)], &vec![(&a, ans, bye)]));
+    ck.add("parties", rec.check_parties(&[(CUSTOMER_DN, "left", ans, bye), ("2002", "right", ans, bye)], true, PARTY_TOL));
+    ck.add("call_ids", expect_call_ids(rec, &[d1]));
+    ck.done()
+}
+
+fn redirect_trunk(fc: &FlowCapture, dir: &Path) -> Result<(), String> {
+    redirect_check(fc, &one(replay(fc, dir, Trigger::Trunk)?)?)
+}
+
+fn redirect_2001(fc: &FlowCapture, dir: &Path) -> Result<(), String> {
+    let recs = replay(fc, dir, Trigger::Dns(&["2001"]))?;
+    if !recs.is_empty() {
+        return Err(format!("2001 redirected the call (302) and never talked, yet {} recording(s) were made", recs.len()));
+    }
+    Ok(())
+}
+
+fn redirect_2002(fc: &FlowCapture, dir: &Path) -> Result<(), String> {
+    redirect_check(fc, &one(replay(fc, dir, Trigger::Dns(&["2002"]))?)?)
+}
+
+/// conference: left C (D1, then C->focus); right A1 (D1), A1->focus, the mix of A1->focus and
+/// A2->focus while A2 is in, A1->focus again; parties C, 2001, 2002 (D4's answer..BYE).
+fn conference(fc: &FlowCapture, dir: &Path) -> Result<(), String> {
+    let (d1, d2, d3, d4) = ("conf-d1@192.0.2.10", "conf-d2@192.0.2.21", "conf-d3@192.0.2.10", "conf-d4@192.0.2.22");
+    let (a1, refer, a3, a4, b4, b3) =
+        (fc.answered(d1)?, fc.request(d1, "REFER")?, fc.answered(d3)?, fc.answered(d4)?, fc.bye(d4)?, fc.bye(d3)?);
+    let (c1, c3) = (fc.one(&fc.stream(d1, CUSTOMER_IP)?)?, fc.one(&fc.stream(d3, CUSTOMER_IP)?)?);
+    let ag1 = fc.one(&fc.stream(d1, &agent_ip("2001"))?)?;
+    let (k1, k2) = (fc.stream(d2, &agent_ip("2001"))?, fc.stream(d4, &agent_ip("2002"))?);
+    let (f1, mix) = (fc.one(&k1)?, fc.mix(&k1, &k2)?);
+    let rec = one(replay(fc, dir, Trigger::Trunk)?)?;
+    let mut ck = Checks::default();
+    ck.add("file span", rec.spans(a1, b3, END_TOL));
+    ck.add("audio", check_channels(
+        &rec,
+        &vec![(&c1, a1, refer), (&c3, a3, b3)],
+        &vec![(&ag1, a1, refer), (&f1, a3, a4), (&mix, a4, b4), (&f1, b4, b3)],
+    ));
+    ck.add("parties", rec.check_parties(&[(CUSTOMER_DN, "left", a1, b3), ("2001", "right", a1, b3), ("2002", "right", a4, b4)], true, PARTY_TOL));
+    let ids = rec.call_ids();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    if ids.first().map(String::as_str) != Some(d1) || sorted != [d1, d2, d3, d4] {
+        ck.add("call_ids", Err(format!("{ids:?}, expected {d1} first and all of {:?}", [d1, d2, d3, d4])));
+    }
+    ck.add("connection_id", connection_id(&rec));
+    ck.done()
+}
+
+/// local3: A1's phone mixes; right = A1's D1 stream; silence on hold; 2002 a party from the
+/// resume to D2's BYE.
+fn local3(fc: &FlowCapture, dir: &Path) -> Result<(), String> {
+    let (d1, d2) = ("loc-d1@192.0.2.10", "loc-d2@192.0.2.21");
+    let oks = fc.invite_oks(d1);
+    let [a1, held, resumed] = oks[..] else { return Err(format!("capture: {} 200 OKs to INVITE in {d1}, expected 3", oks.len())) };
+    let (b1, b2) = (fc.bye(d1)?, fc.bye(d2)?);
+    let (c, a) = (fc.one(&fc.stream(d1, CUSTOMER_IP)?)?, fc.one(&fc.stream(d1, &agent_ip("2001"))?)?);
+    let rec = one(replay(fc, dir, Trigger::Trunk)?)?;
+    let mut ck = Checks::default();
+    ck.add("file span", rec.spans(a1, b1, END_TOL));
+    ck.add("audio", check_channels(&rec, &vec![(&c, a1, held), (&c, resumed, b1)], &vec![(&a, a1, held), (&a, resumed, b1)]));
+    ck.add("hold silence", rec.silent(held, resumed, HOLD_TOL).map_err(|e| format!("hold: {e}")));
+    ck.add("holds", rec.check_holds(&[(held, resumed)], PARTY_TOL));
+    ck.add("parties", rec.check_parties(&[(CUSTOMER_DN, "left", a1, b1), ("2001", "right", a1, b1), ("2002", "right", resumed, b2)], false, PARTY_TOL));
+    if rec.call_ids().first().map(String::as_str) != Some(d1) {
+        ck.add("call_ids", Err(format!("{:?}, expected {d1} first", rec.call_ids())));
+    }
+    ck.add("connection_id", connection_id(&rec));
+    ck.done()
+}
+
+/// The blind flow recorded live on the namespace's lo, checked as the trunk replay.
+fn blind_live(root: &Path, dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let out = dir.join("live-out");
+    let mut live = vec![
+        env!("CARGO_BIN_EXE_callrec").to_string(),
+        "run".into(),
+        "--port".into(),
+        "af_packet:lo".into(),
+        "--out".into(),
+        out.display().to_string(),
+    ];
+    live.extend(trigger_args(dir, Trigger::Trunk)?);
+    let fc = make_flow(root, "blind", dir, &live)?;
+    let legs = chain(&fc, "blind", &["2001", "2002"])?;
+    check_chain(&one(recordings(&out)?)?, &legs)
+}
+
+type Case = fn(&FlowCapture, &Path) -> Result<(), String>;
+
+fn cases(flow: &str) -> Vec<(String, Case)> {
+    let c = |n: &str, f: Case| (n.to_string(), f);
+    match flow {
+        "hold" => vec![
+            c("trunk", |fc, d| hold(fc, d, Trigger::Trunk)),
+            c("record-dn 2001", |fc, d| hold(fc, d, Trigger::Dns(&["2001"]))),
+        ],
+        "blind" => vec![c("trunk", blind_trunk), c("record-dn 2001", blind_2001), c("record-dn 2001+2002", blind_both)],
+        "blind3" => vec![c("trunk", blind3_trunk), c("record-dn 2003", blind3_2003)],
+        "attended" => vec![c("trunk", attended)],
+        "redirect" => vec![c("trunk", redirect_trunk), c("record-dn 2001", redirect_2001), c("record-dn 2002", redirect_2002)],
+        "conference" => vec![c("trunk", conference)],
+        "local3" => vec![c("trunk", local3)],
+        _ => vec![],
+    }
+}
+
+const FLOWS: [&str; 8] = ["hold", "blind", "blind3", "attended", "redirect", "conference", "local3", "blind-live"];
+
+/// A counting semaphore for the captures.
+struct Slots(Mutex<usize>, Condvar);
+
+impl Slots {
+    fn run<T>(&self, f: impl FnOnce() -> T) -> T {
+        let mut n = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        while *n == 0 {
+            n = self.1.wait(n).unwrap_or_else(|e| e.into_inner());
+        }
+        *n -= 1;
+        drop(n);
+        let r = f();
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.1.notify_one();
+        r
+    }
+}
+
+#[test]
+fn call_flows_end_to_end() {
+    if !can_capture() {
+        return;
+    }
+    let t0 = Instant::now();
+    let d = tempfile::Builder::new().prefix("callrec-e2e-flows-").tempdir().expect("tempdir");
+    let only = std::env::var("CALLREC_FLOWS_ONLY").ok();
+    let chosen: Vec<&str> = FLOWS.iter().copied().filter(|n| only.as_deref().is_none_or(|o| o.split(',').any(|x| x == *n))).collect();
+    assert!(!chosen.is_empty(), "CALLREC_FLOWS_ONLY={only:?} names none of {FLOWS:?}");
+    let slots = Slots(Mutex::new(JOBS), Condvar::new());
+    let root = root();
+    // (flow/case, result)
+    let results: Vec<(String, Result<f64, String>)> = std::thread::scope(|sc| {
+        let hs: Vec<_> = chosen
+            .iter()
+            .map(|&flow| {
+                let (slots, root, dir) = (&slots, &root, d.path().join(flow));
+                sc.spawn(move || -> Vec<(String, Result<f64, String>)> {
+                    std::fs::create_dir_all(&dir).ok();
+                    let t = Instant::now();
+                    if flow == "blind-live" {
+                        let r = slots.run(|| blind_live(root, &dir));
+                        return vec![(format!("{flow}/trunk"), r.map(|_| t.elapsed().as_secs_f64()))];
+                    }
+                    let fc = match slots.run(|| make_flow(root, flow, &dir, &[])) {
+                        Ok(fc) => fc,
+                        Err(e) => return vec![(format!("{flow}/capture"), Err(e))],
+                    };
+                    cases(flow)
+                        .into_iter()
+                        .map(|(name, case)| {
+                            let t = Instant::now();
+                            let sub = dir.join(name.replace([' ', '+'], "_"));
+                            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| case(&fc, &sub)))
+                                .unwrap_or_else(|p| {
+                                    Err(p
+                                        .downcast_ref::<String>()
+                                        .cloned()
+                                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                                        .unwrap_or_else(|| "panicked".into()))
+                                });
+                            (format!("{flow}/{name}"), r.map(|_| t.elapsed().as_secs_f64()))
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        hs.into_iter().flat_map(|h| h.join().unwrap_or_else(|_| vec![("?".into(), Err("thread panicked".into()))])).collect()
+    });
+    eprintln!("e2e_flows: {} cases in {:.1} s", results.len(), t0.elapsed().as_secs_f64());
+    let mut failed = Vec::new();
+    for (name, r) in &results {
+        match r {
+            Ok(t) => eprintln!("  ok   {name} ({t:.1} s)"),
+            Err(e) => {
+                eprintln!("  FAIL {name}: {e}");
+                failed.push(format!("{name}: {e}"));
+            }
+        }
+    }
+    if !failed.is_empty() || std::env::var_os("CALLREC_FLOWS_KEEP").is_some() {
+        let kept = d.keep();
+        eprintln!("e2e_flows: files kept in {}", kept.display());
+        assert!(failed.is_empty(), "{} case(s) failed (files kept in {}):\n{}", failed.len(), kept.display(), failed.join("\n"));
+    }
+}
