@@ -20,6 +20,7 @@
 mod common;
 
 use common::flows::{self, agent_ip, check_channels, make_flow, recordings, FlowCapture, Rec, CUSTOMER_DN, CUSTOMER_IP};
+use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Condvar, Mutex};
@@ -312,22 +313,55 @@ fn redirect_2002(fc: &FlowCapture, dir: &Path) -> Result<(), String> {
 
 /// conference: left C (D1, then C->focus); right A1 (D1), A1->focus, the mix of A1->focus and
 /// A2->focus while A2 is in, A1->focus again; parties C, 2001, 2002 (D4's answer..BYE).
-fn conference(fc: &FlowCapture, dir: &Path) -> Result<(), String> {
-    let (d1, d2, d3, d4) = ("conf-d1@192.0.2.10", "conf-d2@192.0.2.21", "conf-d3@192.0.2.10", "conf-d4@192.0.2.22");
-    let (a1, refer, a3, a4, b4, b3) =
-        (fc.answered(d1)?, fc.request(d1, "REFER")?, fc.answered(d3)?, fc.answered(d4)?, fc.bye(d4)?, fc.bye(d3)?);
-    let (c1, c3) = (fc.one(&fc.stream(d1, CUSTOMER_IP)?)?, fc.one(&fc.stream(d3, CUSTOMER_IP)?)?);
-    let ag1 = fc.one(&fc.stream(d1, &agent_ip("2001"))?)?;
+/// The conference's dialogs, times and references.
+struct Conf {
+    ids: [&'static str; 4],
+    /// D1 answered, REFER, D3 answered, D4 answered, D4 BYE, D3 BYE.
+    t: [f64; 6],
+    c1: flows::Ref,
+    c3: flows::Ref,
+    ag1: flows::Ref,
+    f1: flows::Ref,
+    f2: flows::Ref,
+    mix: flows::Ref,
+}
+
+fn conf(fc: &FlowCapture) -> Result<Conf, String> {
+    let ids @ [d1, d2, d3, d4] = ["conf-d1@192.0.2.10", "conf-d2@192.0.2.21", "conf-d3@192.0.2.10", "conf-d4@192.0.2.22"];
+    let t = [fc.answered(d1)?, fc.request(d1, "REFER")?, fc.answered(d3)?, fc.answered(d4)?, fc.bye(d4)?, fc.bye(d3)?];
     let (k1, k2) = (fc.stream(d2, &agent_ip("2001"))?, fc.stream(d4, &agent_ip("2002"))?);
-    let (f1, mix) = (fc.one(&k1)?, fc.mix(&k1, &k2)?);
-    let rec = one(replay(fc, dir, Trigger::Trunk)?)?;
+    Ok(Conf {
+        ids,
+        t,
+        c1: fc.one(&fc.stream(d1, CUSTOMER_IP)?)?,
+        c3: fc.one(&fc.stream(d3, CUSTOMER_IP)?)?,
+        ag1: fc.one(&fc.stream(d1, &agent_ip("2001"))?)?,
+        f1: fc.one(&k1)?,
+        f2: fc.one(&k2)?,
+        mix: fc.mix(&k1, &k2)?,
+    })
+}
+
+fn conference(fc: &FlowCapture, dir: &Path) -> Result<(), String> {
+    let cf = conf(fc)?;
+    conference_check(&cf, &one(replay(fc, dir, Trigger::Trunk)?)?)
+}
+
+/// conference: left C (D1, then C->focus); right A1 (D1), A1->focus, the mix of A1->focus and
+/// A2->focus while A2 is in, A1->focus again; parties C, 2001, 2002 (D4's answer..BYE).
+fn conference_check(cf: &Conf, rec: &Rec) -> Result<(), String> {
+    let [a1, refer, a3, a4, b4, b3] = cf.t;
+    let [d1, d2, d3, d4] = cf.ids;
     let mut ck = Checks::default();
     ck.add("file span", rec.spans(a1, b3, END_TOL));
-    ck.add("audio", check_channels(
-        &rec,
-        &vec![(&c1, a1, refer), (&c3, a3, b3)],
-        &vec![(&ag1, a1, refer), (&f1, a3, a4), (&mix, a4, b4), (&f1, b4, b3)],
-    ));
+    ck.add(
+        "audio",
+        check_channels(
+            rec,
+            &vec![(&cf.c1, a1, refer), (&cf.c3, a3, b3)],
+            &vec![(&cf.ag1, a1, refer), (&cf.f1, a3, a4), (&cf.mix, a4, b4), (&cf.f1, b4, b3)],
+        ),
+    );
     ck.add("parties", rec.check_parties(&[(CUSTOMER_DN, "left", a1, b3), ("2001", "right", a1, b3), ("2002", "right", a4, b4)], true, PARTY_TOL));
     let ids = rec.call_ids();
     let mut sorted = ids.clone();
@@ -335,7 +369,7 @@ fn conference(fc: &FlowCapture, dir: &Path) -> Result<(), String> {
     if ids.first().map(String::as_str) != Some(d1) || sorted != [d1, d2, d3, d4] {
         ck.add("call_ids", Err(format!("{ids:?}, expected {d1} first and all of {:?}", [d1, d2, d3, d4])));
     }
-    ck.add("connection_id", connection_id(&rec));
+    ck.add("connection_id", connection_id(rec));
     ck.done()
 }
 
@@ -359,6 +393,90 @@ fn local3(fc: &FlowCapture, dir: &Path) -> Result<(), String> {
     }
     ck.add("connection_id", connection_id(&rec));
     ck.done()
+}
+
+/// A sidecar for a synthetic recording.
+fn sidecar(call_ids: &[&str], parties: &[(&str, &str, f64, f64)]) -> serde_json::Value {
+    let parties: Vec<_> = parties
+        .iter()
+        .map(|(dn, ch, from, to)| json!({"dn": dn, "channel": ch, "from": flows::rfc3339(*from), "to": flows::rfc3339(*to)}))
+        .collect();
+    json!({"call_ids": call_ids, "connection_id": "synthetic", "parties": parties, "holds": []})
+}
+
+/// Every defect is caught by the check it names; the correct recording passes.
+fn expect_caught(flow: &str, good: Result<(), String>, bad: Vec<(&str, &str, Result<(), String>)>) -> Result<(), String> {
+    good.map_err(|e| format!("{flow}: a correct synthetic recording failed the checks: {e}"))?;
+    for (defect, check, r) in bad {
+        match r {
+            Ok(()) => return Err(format!("{flow}: a recording with {defect} passed the checks")),
+            Err(e) if !e.contains(&format!("- {check}:")) && !e.starts_with(check) => {
+                return Err(format!("{flow}: {defect} was not caught by the {check} check: {e}"))
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// The blind checks on recordings made here from the capture's streams: a correct one passes,
+/// one with each defect fails where it should. Needs no recorder: proves the checks.
+fn blind_self_test(fc: &FlowCapture, _dir: &Path) -> Result<(), String> {
+    let legs = chain(fc, "blind", &["2001", "2002"])?;
+    let (l1, l2) = (&legs[0], &legs[1]);
+    let refer = l1.refer.ok_or("no REFER")?;
+    let left = [(&l1.cust, l1.answered, refer), (&l2.cust, l2.answered, l2.bye)];
+    let right = [(&l1.agent, l1.answered, l1.bye), (&l2.agent, l1.bye, l2.bye)];
+    let parties = [(CUSTOMER_DN, "left", l1.answered, l2.bye), ("2001", "right", l1.answered, l1.bye), ("2002", "right", l2.answered, l2.bye)];
+    let ids = [l1.cid.as_str(), l2.cid.as_str()];
+    let make = |end: f64, right: &[(&flows::Ref, f64, f64)], ids: &[&str], parties: &[(&str, &str, f64, f64)]| {
+        flows::synthetic(l1.answered, end, &left, right, sidecar(ids, parties))
+    };
+    let good = make(l2.bye, &right, &ids, &parties);
+    let mut late = make(l2.bye, &right, &ids, &parties);
+    late.wav.chans[1].splice(0..0, std::iter::repeat_n(8.0, 1600));
+    let n = late.wav.chans[0].len();
+    late.wav.chans[1].truncate(n);
+    let mut swapped = make(l2.bye, &right, &ids, &parties);
+    swapped.wav.chans.swap(0, 1);
+    let stays = make(l2.bye, &right[..1], &ids, &parties);
+    let short = make(l1.bye, &right, &ids, &parties);
+    let no_a2 = make(l2.bye, &right, &ids, &parties[..2]);
+    let a2_late = make(l2.bye, &right, &ids, &[parties[0], parties[1], ("2002", "right", l1.bye + 0.6, l2.bye)]);
+    let reversed = make(l2.bye, &right, &[ids[1], ids[0]], &parties);
+    expect_caught(
+        "blind",
+        check_chain(&good, &legs),
+        vec![
+            ("the right channel 200 ms late", "audio", check_chain(&late, &legs)),
+            ("the channels swapped", "audio", check_chain(&swapped, &legs)),
+            ("A1 kept on the right after the transfer", "audio", check_chain(&stays, &legs)),
+            ("the file ending at A1's BYE", "file span", check_chain(&short, &legs)),
+            ("2002 missing from the parties", "parties", check_chain(&no_a2, &legs)),
+            ("2002's interval 0.6 s late", "parties", check_chain(&a2_late, &legs)),
+            ("the call_ids reversed", "call_ids", check_chain(&reversed, &legs)),
+        ],
+    )
+}
+
+/// The conference checks on synthetic recordings: the mix passes; A1 alone or A2 alone on the
+/// right while both are in fails.
+fn conference_self_test(fc: &FlowCapture, _dir: &Path) -> Result<(), String> {
+    let cf = conf(fc)?;
+    let [a1, refer, a3, a4, b4, b3] = cf.t;
+    let left = [(&cf.c1, a1, refer), (&cf.c3, a3, b3)];
+    let sc = sidecar(&cf.ids, &[(CUSTOMER_DN, "left", a1, b3), ("2001", "right", a1, b3), ("2002", "right", a4, b4)]);
+    let make = |during: &flows::Ref| {
+        flows::synthetic(a1, b3, &left, &[(&cf.ag1, a1, refer), (&cf.f1, refer, a4), (during, a4, b4), (&cf.f1, b4, b3)], sc.clone())
+    };
+    expect_caught(
+        "conference",
+        conference_check(&cf, &make(&cf.mix)),
+        vec![
+            ("A1 alone on the right while A2 is in", "audio", conference_check(&cf, &make(&cf.f1))),
+            ("A2 alone on the right while A2 is in", "audio", conference_check(&cf, &make(&cf.f2))),
+        ],
+    )
 }
 
 /// The blind flow recorded live on the namespace's lo, checked as the trunk replay.
@@ -388,11 +506,11 @@ fn cases(flow: &str) -> Vec<(String, Case)> {
             c("trunk", |fc, d| hold(fc, d, Trigger::Trunk)),
             c("record-dn 2001", |fc, d| hold(fc, d, Trigger::Dns(&["2001"]))),
         ],
-        "blind" => vec![c("trunk", blind_trunk), c("record-dn 2001", blind_2001), c("record-dn 2001+2002", blind_both)],
+        "blind" => vec![c("checks self-test", blind_self_test), c("trunk", blind_trunk), c("record-dn 2001", blind_2001), c("record-dn 2001+2002", blind_both)],
         "blind3" => vec![c("trunk", blind3_trunk), c("record-dn 2003", blind3_2003)],
         "attended" => vec![c("trunk", attended)],
         "redirect" => vec![c("trunk", redirect_trunk), c("record-dn 2001", redirect_2001), c("record-dn 2002", redirect_2002)],
-        "conference" => vec![c("trunk", conference)],
+        "conference" => vec![c("checks self-test", conference_self_test), c("trunk", conference)],
         "local3" => vec![c("trunk", local3)],
         _ => vec![],
     }

@@ -186,6 +186,7 @@ pub struct Ref {
     /// What it is, for messages.
     pub what: String,
     spectra: Spectra,
+    pcm: Vec<f64>,
     start: f64,
 }
 
@@ -194,8 +195,58 @@ impl Ref {
         let mut v = vec![0.0; PAD];
         v.extend_from_slice(pcm);
         v.extend(std::iter::repeat_n(0.0, PAD));
-        Ref { what, spectra: Spectra::new(Wav { rate: 8000, chans: vec![v] }), start }
+        Ref { what, spectra: Spectra::new(Wav { rate: 8000, chans: vec![v] }), pcm: pcm.to_vec(), start }
     }
+
+    /// The reference's sample at capture time `t` (0 outside it).
+    fn sample(&self, t: f64) -> f64 {
+        let i = ((t - self.start) * RATE).round();
+        if i < 0.0 {
+            return 0.0;
+        }
+        self.pcm.get(i as usize).copied().unwrap_or(0.0)
+    }
+}
+
+/// A recording made here, not by callrec, to prove the checks: capture times `start`..`end`,
+/// each channel A-law silence except where a segment (reference, from, to) puts its audio.
+/// `sc` is the sidecar (its `start` is set here).
+pub fn synthetic(start: f64, end: f64, left: &[(&Ref, f64, f64)], right: &[(&Ref, f64, f64)], mut sc: Value) -> Rec {
+    let n = ((end - start) * RATE) as usize;
+    let silence = alaw(0xD5) as f64;
+    let chans = [left, right]
+        .iter()
+        .map(|plan| {
+            let mut c = vec![silence; n];
+            for (r, from, to) in plan.iter() {
+                let (a, b) = ((((from - start) * RATE).max(0.0)) as usize, (((to - start) * RATE) as usize).min(n));
+                for (i, x) in c.iter_mut().enumerate().take(b).skip(a) {
+                    *x = r.sample(start + i as f64 / RATE);
+                }
+            }
+            c
+        })
+        .collect();
+    sc["start"] = serde_json::json!(start);
+    Rec { sc, path: PathBuf::from("(synthetic)"), wav: Wav { rate: 8000, chans }, start, secs: n as f64 / RATE }
+}
+
+/// `t` (seconds since the epoch) as RFC 3339 UTC with microseconds, as sidecars write times.
+pub fn rfc3339(t: f64) -> String {
+    let secs = t.floor() as i64;
+    let micros = ((t - secs as f64) * 1e6).round() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z", rem / 3600, rem / 60 % 60, rem % 60)
 }
 
 /// A recording read back: sidecar, WAV, where sample 0 was captured.
@@ -458,4 +509,17 @@ pub fn check_channels(rec: &Rec, left: &Plan, right: &Plan) -> Result<(), String
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_round_trips() {
+        for t in [0.0, 1795649283.5, 1795659070.998211, 951782400.25] {
+            let s = super::rfc3339(t);
+            let back = super::parse_rfc3339(&s).unwrap_or(-1.0);
+            assert!((back - t).abs() < 2e-6, "{t} -> {s} -> {back}");
+        }
+        assert_eq!(super::rfc3339(1795649283.5), "2026-11-25T23:28:03.500000Z");
+    }
 }
