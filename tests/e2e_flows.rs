@@ -32,6 +32,9 @@ const PARTY_TOL: f64 = 0.5;
 const HOLD_TOL: f64 = 0.08;
 /// A file's ends: within this of the SIP events (a packet or two plus the pcap's lead).
 const END_TOL: f64 = 0.1;
+/// Key SIP events of a capture: within this of their planned times (the flows leave >= 300 ms
+/// between dependent steps).
+const PLAN_TOL: f64 = 0.2;
 /// Captures made at once (each is ~6 SIPp processes and a tcpdump, timed by pauses).
 const JOBS: usize = 4;
 
@@ -493,6 +496,7 @@ fn blind_live(root: &Path, dir: &Path) -> Result<(), String> {
     ];
     live.extend(trigger_args(dir, Trigger::Trunk)?);
     let fc = make_flow(root, "blind", dir, &live)?;
+    fc.on_plan(PLAN_TOL)?;
     let legs = chain(&fc, "blind", &["2001", "2002"])?;
     check_chain(&one(recordings(&out)?)?, &legs)
 }
@@ -561,7 +565,7 @@ fn call_flows_end_to_end() {
                         let r = slots.run(|| blind_live(root, &dir));
                         return vec![(format!("{flow}/trunk"), r.map(|_| t.elapsed().as_secs_f64()))];
                     }
-                    let fc = match slots.run(|| make_flow(root, flow, &dir, &[])) {
+                    let fc = match slots.run(|| make_flow(root, flow, &dir, &[])).and_then(|fc| fc.on_plan(PLAN_TOL).map(|_| fc)) {
                         Ok(fc) => fc,
                         Err(e) => return vec![(format!("{flow}/capture"), Err(e))],
                     };

@@ -264,7 +264,10 @@ def hold():
     c.at(10000).request(d1, "caller", "BYE")
     c.recv("200")
     a1.sync(10000).ok("BYE")
-    f.fact("call", "D1", d1.cid, "from-tag", d1.ctag, "to-tag", d1.etag)
+    f.fact("call", "D1", d1.cid, "from-tag", d1.ctag, "to-tag", d1.etag, "agent", dn(1), "answered", 1000)
+    f.fact("hold", "D1", 4000)
+    f.fact("resume", "D1", 7000)
+    f.fact("bye", "D1", "by", "C", 10000)
     return f
 
 

@@ -118,6 +118,44 @@ impl FlowCapture {
         })
     }
 
+    /// Every key SIP event of the capture within `tol` s of its planned time (make-flow.sh's
+    /// facts, ms from the run's start, anchored on D1's answer): the parties kept to the plan,
+    /// so the order of events is the flow's. Fails when the machine was too loaded for that.
+    pub fn on_plan(&self, tol: f64) -> Result<(), String> {
+        let mut dialogs: HashMap<String, String> = HashMap::new();
+        let mut base = None;
+        for line in self.facts.lines() {
+            let w: Vec<&str> = line.split_whitespace().collect();
+            let (Some(kind), Some(d), Some(planned)) = (w.first(), w.get(1), w.last().and_then(|t| t.parse::<f64>().ok())) else {
+                continue;
+            };
+            if *kind == "call" {
+                dialogs.insert(d.to_string(), w.get(2).unwrap_or(&"").to_string());
+            }
+            let Some(cid) = dialogs.get(*d) else { continue };
+            let actual = match *kind {
+                "call" => self.answered(cid)?,
+                "refer" => self.request(cid, "REFER")?,
+                "bye" => self.bye(cid)?,
+                "hold" | "resume" => {
+                    let k = if *kind == "hold" { 1 } else { 2 };
+                    *self.invite_oks(cid).get(k).ok_or_else(|| format!("{}: no {kind} re-INVITE answered in {cid}", self.name))?
+                }
+                _ => continue,
+            };
+            let base = *base.get_or_insert(actual - planned / 1000.0);
+            let off = actual - base - planned / 1000.0;
+            if off.abs() > tol {
+                return Err(format!(
+                    "{}: capture off its plan: `{line}` happened {:+.0} ms from its planned time (machine overloaded?)",
+                    self.name,
+                    off * 1000.0
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Times of the 200 OKs to INVITEs in dialog `cid` (answer, then each re-INVITE's).
     pub fn invite_oks(&self, cid: &str) -> Vec<f64> {
         self.sip.iter().filter(|m| m.call_id == cid && m.status == 200 && m.cseq_method == "INVITE").map(|m| m.at).collect()
