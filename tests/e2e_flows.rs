@@ -11,7 +11,8 @@
 //!
 //! All flows run in parallel threads inside ONE #[test] (their length is mostly SIPp pauses).
 //! A failing case fails the test with "flow/case: what differed"; the others still run.
-//! `CALLREC_FLOWS_ONLY=name[,name]` runs only those flows (`blind-live` is the live case);
+//! `CALLREC_FLOWS_ONLY=name[,name]` runs only those flows (`FLOW-live` records FLOW live;
+//! `blind-live` runs by default);
 //! `CALLREC_FLOWS_KEEP=1` keeps captures, recordings and logs.
 //!
 //! Needs root, `ip netns`, sipp, tcpdump and tshark; without them it prints a loud SKIP line and
@@ -70,7 +71,14 @@ enum Trigger {
 }
 
 /// `callrec replay` of the flow's capture with `trigger` into `dir`; the recordings.
+/// (For a live flow: the live run's recordings, made with the trunk configuration.)
 fn replay(fc: &FlowCapture, dir: &Path, trigger: Trigger) -> Result<Vec<Rec>, String> {
+    if let Some(out) = &fc.live_out {
+        return match trigger {
+            Trigger::Trunk => recordings(out),
+            Trigger::Dns(_) => Err("live flows are recorded with the trunk configuration only".into()),
+        };
+    }
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let out = dir.join("out");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_callrec"));
@@ -144,21 +152,68 @@ fn connection_id(rec: &Rec) -> Result<(), String> {
 /// hold: left C, right A1 outside the hold; both silent from the hold's 200 to the resume's;
 /// the timeline kept; one `holds` entry.
 fn hold(fc: &FlowCapture, dir: &Path, trigger: Trigger) -> Result<(), String> {
+    hold_with(fc, |_| one(replay(fc, dir, trigger)?))
+}
+
+/// The hold flow's times and streams: D1's answer, hold, resume (their 200 OKs) and BYE.
+struct HoldT {
+    t: [f64; 4],
+    c: flows::Ref,
+    a: flows::Ref,
+}
+
+/// Checks the recording `rec` makes from the flow's times and streams.
+fn hold_with(fc: &FlowCapture, rec: impl FnOnce(&HoldT) -> Result<Rec, String>) -> Result<(), String> {
     let d1 = "hold-d1@192.0.2.10";
     let oks = fc.invite_oks(d1);
     let [ans, held, resumed] = oks[..] else { return Err(format!("capture: {} 200 OKs to INVITE in {d1}, expected 3", oks.len())) };
     let bye = fc.bye(d1)?;
-    let (c, a) = (fc.one(&fc.stream(d1, CUSTOMER_IP)?)?, fc.one(&fc.stream(d1, &agent_ip("2001"))?)?);
-    let rec = one(replay(fc, dir, trigger)?)?;
+    let h = HoldT { t: [ans, held, resumed, bye], c: fc.one(&fc.stream(d1, CUSTOMER_IP)?)?, a: fc.one(&fc.stream(d1, &agent_ip("2001"))?)? };
+    let rec = rec(&h)?;
+    let (c, a) = (&h.c, &h.a);
     let mut ck = Checks::default();
     ck.add("file span", rec.spans(ans, bye, END_TOL));
-    ck.add("audio", check_channels(&rec, &vec![(&c, ans, held), (&c, resumed, bye)], &vec![(&a, ans, held), (&a, resumed, bye)]));
+    ck.add("audio", check_channels(&rec, &vec![(c, ans, held), (c, resumed, bye)], &vec![(a, ans, held), (a, resumed, bye)]));
     ck.add("hold silence", rec.silent(held, resumed, HOLD_TOL).map_err(|e| format!("hold: {e}")));
     ck.add("holds", rec.check_holds(&[(held, resumed)], PARTY_TOL));
     ck.add("parties", rec.check_parties(&[(CUSTOMER_DN, "left", ans, bye), ("2001", "right", ans, bye)], true, PARTY_TOL));
     ck.add("call_ids", expect_call_ids(&rec, &[d1]));
     ck.add("connection_id", connection_id(&rec));
     ck.done()
+}
+
+/// The hold checks on synthetic recordings: a correct one passes; silence ending 300 ms
+/// early, no `holds` entry, or the hold cut out of the timeline fail.
+fn hold_self_test(fc: &FlowCapture, _dir: &Path) -> Result<(), String> {
+    let make = |h: &HoldT, resume_at: f64, holds: bool| {
+        let [ans, held, _, bye] = h.t;
+        let mut sc = sidecar(&["hold-d1@192.0.2.10"], &[(CUSTOMER_DN, "left", ans, bye), ("2001", "right", ans, bye)]);
+        if holds {
+            sc["holds"] = json!([{"from": flows::rfc3339(held), "to": flows::rfc3339(h.t[2])}]);
+        }
+        flows::synthetic(ans, bye, &[(&h.c, ans, held), (&h.c, resume_at, bye)], &[(&h.a, ans, held), (&h.a, resume_at, bye)], sc)
+    };
+    expect_caught(
+        "hold",
+        hold_with(fc, |h| Ok(make(h, h.t[2], true))),
+        vec![
+            ("the silence ending 300 ms early", "hold silence", hold_with(fc, |h| Ok(make(h, h.t[2] - 0.3, true)))),
+            ("no holds entry", "holds", hold_with(fc, |h| Ok(make(h, h.t[2], false)))),
+            (
+                "the hold cut out of the timeline",
+                "file span",
+                hold_with(fc, |h| {
+                    let mut r = make(h, h.t[2], true);
+                    let (a, b) = (((h.t[1] - h.t[0]) * 8000.0) as usize, ((h.t[2] - h.t[0]) * 8000.0) as usize);
+                    for c in &mut r.wav.chans {
+                        c.drain(a..b);
+                    }
+                    r.secs = r.wav.chans[0].len() as f64 / 8000.0;
+                    Ok(r)
+                }),
+            ),
+        ],
+    )
 }
 
 /// The times of one blind transfer chain's dialogs.
@@ -264,16 +319,34 @@ fn blind3_2003(fc: &FlowCapture, dir: &Path) -> Result<(), String> {
 /// attended: right A1, silence from the hold's 200 to D3's answer (the consultation is not in
 /// the file), then A2 in D3; left C in D1 then D3.
 fn attended(fc: &FlowCapture, dir: &Path) -> Result<(), String> {
-    let (d1, d3) = ("att-d1@192.0.2.10", "att-d3@192.0.2.10");
+    attended_with(fc, |_| one(replay(fc, dir, Trigger::Trunk)?))
+}
+
+/// The attended flow's times (D1 answer, hold, D1 BYE, D3 answer, D3 BYE) and streams (C in D1
+/// and D3, A1 in D1, A2 in D3, A1 in the consultation D2).
+struct AttT {
+    t: [f64; 5],
+    refs: [flows::Ref; 5],
+}
+
+fn attended_with(fc: &FlowCapture, rec: impl FnOnce(&AttT) -> Result<Rec, String>) -> Result<(), String> {
+    let (d1, d2, d3) = ("att-d1@192.0.2.10", "att-d2@192.0.2.21", "att-d3@192.0.2.10");
     let oks = fc.invite_oks(d1);
     let [a1, held] = oks[..] else { return Err(format!("capture: {} 200 OKs to INVITE in {d1}, expected 2", oks.len())) };
     let (b1, a3, b3) = (fc.bye(d1)?, fc.answered(d3)?, fc.bye(d3)?);
-    let (c1, c3) = (fc.one(&fc.stream(d1, CUSTOMER_IP)?)?, fc.one(&fc.stream(d3, CUSTOMER_IP)?)?);
-    let (ag1, ag2) = (fc.one(&fc.stream(d1, &agent_ip("2001"))?)?, fc.one(&fc.stream(d3, &agent_ip("2002"))?)?);
-    let rec = one(replay(fc, dir, Trigger::Trunk)?)?;
+    let refs = [
+        fc.one(&fc.stream(d1, CUSTOMER_IP)?)?,
+        fc.one(&fc.stream(d3, CUSTOMER_IP)?)?,
+        fc.one(&fc.stream(d1, &agent_ip("2001"))?)?,
+        fc.one(&fc.stream(d3, &agent_ip("2002"))?)?,
+        fc.one(&fc.stream(d2, &agent_ip("2001"))?)?,
+    ];
+    let at = AttT { t: [a1, held, b1, a3, b3], refs };
+    let rec = rec(&at)?;
+    let [c1, c3, ag1, ag2, _] = &at.refs;
     let mut ck = Checks::default();
     ck.add("file span", rec.spans(a1, b3, END_TOL));
-    ck.add("audio", check_channels(&rec, &vec![(&c1, a1, held), (&c3, a3, b3)], &vec![(&ag1, a1, held), (&ag2, a3, b3)]));
+    ck.add("audio", check_channels(&rec, &vec![(c1, a1, held), (c3, a3, b3)], &vec![(ag1, a1, held), (ag2, a3, b3)]));
     ck.add("hold silence", rec.silent(held, a3, HOLD_TOL).map_err(|e| format!("hold until D3 answered (no consultation audio): {e}")));
     let holds = rec.sc["holds"].as_array().map(|h| h.len());
     if holds != Some(1) {
@@ -283,6 +356,30 @@ fn attended(fc: &FlowCapture, dir: &Path) -> Result<(), String> {
     ck.add("call_ids", expect_call_ids(&rec, &[d1, d3]));
     ck.add("connection_id", connection_id(&rec));
     ck.done()
+}
+
+/// The attended checks on synthetic recordings: a correct one passes; one with the
+/// consultation (A1 to A2) on the right during the hold fails.
+fn attended_self_test(fc: &FlowCapture, _dir: &Path) -> Result<(), String> {
+    let make = |at: &AttT, leak: bool| {
+        let [a1, held, b1, a3, b3] = at.t;
+        let [c1, c3, ag1, ag2, consult] = &at.refs;
+        let mut sc = sidecar(
+            &["att-d1@192.0.2.10", "att-d3@192.0.2.10"],
+            &[(CUSTOMER_DN, "left", a1, b3), ("2001", "right", a1, b1), ("2002", "right", a3, b3)],
+        );
+        sc["holds"] = json!([{"from": flows::rfc3339(held), "to": flows::rfc3339(a3)}]);
+        let mut right = vec![(ag1, a1, held), (ag2, a3, b3)];
+        if leak {
+            right.push((consult, held, a3));
+        }
+        flows::synthetic(a1, b3, &[(c1, a1, held), (c3, a3, b3)], &right, sc)
+    };
+    expect_caught(
+        "attended",
+        attended_with(fc, |at| Ok(make(at, false))),
+        vec![("the consultation on the right during the hold", "hold silence", attended_with(fc, |at| Ok(make(at, true))))],
+    )
 }
 
 /// redirect: one Call-ID, 302 from A1 then 200 from A2: left C, right A2, parties C and 2002.
@@ -482,11 +579,12 @@ fn conference_self_test(fc: &FlowCapture, _dir: &Path) -> Result<(), String> {
     )
 }
 
-/// The blind flow recorded live on the namespace's lo, checked as the trunk replay.
-fn blind_live(root: &Path, dir: &Path) -> Result<(), String> {
+/// `flow` recorded live on the namespace's lo (`callrec run --port af_packet:lo`, trunk
+/// configuration) while it is captured; its "trunk" case then judges the live files.
+fn live(root: &Path, flow: &str, dir: &Path) -> Result<FlowCapture, String> {
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let out = dir.join("live-out");
-    let mut live = vec![
+    let mut args = vec![
         env!("CARGO_BIN_EXE_callrec").to_string(),
         "run".into(),
         "--port".into(),
@@ -494,11 +592,10 @@ fn blind_live(root: &Path, dir: &Path) -> Result<(), String> {
         "--out".into(),
         out.display().to_string(),
     ];
-    live.extend(trigger_args(dir, Trigger::Trunk)?);
-    let fc = make_flow(root, "blind", dir, &live)?;
-    fc.on_plan(PLAN_TOL)?;
-    let legs = chain(&fc, "blind", &["2001", "2002"])?;
-    check_chain(&one(recordings(&out)?)?, &legs)
+    args.extend(trigger_args(dir, Trigger::Trunk)?);
+    let mut fc = make_flow(root, flow, dir, &args)?;
+    fc.live_out = Some(out);
+    Ok(fc)
 }
 
 type Case = fn(&FlowCapture, &Path) -> Result<(), String>;
@@ -507,12 +604,13 @@ fn cases(flow: &str) -> Vec<(String, Case)> {
     let c = |n: &str, f: Case| (n.to_string(), f);
     match flow {
         "hold" => vec![
+            c("checks self-test", hold_self_test),
             c("trunk", |fc, d| hold(fc, d, Trigger::Trunk)),
             c("record-dn 2001", |fc, d| hold(fc, d, Trigger::Dns(&["2001"]))),
         ],
         "blind" => vec![c("checks self-test", blind_self_test), c("trunk", blind_trunk), c("record-dn 2001", blind_2001), c("record-dn 2001+2002", blind_both)],
         "blind3" => vec![c("trunk", blind3_trunk), c("record-dn 2003", blind3_2003)],
-        "attended" => vec![c("trunk", attended)],
+        "attended" => vec![c("checks self-test", attended_self_test), c("trunk", attended)],
         "redirect" => vec![c("trunk", redirect_trunk), c("record-dn 2001", redirect_2001), c("record-dn 2002", redirect_2002)],
         "conference" => vec![c("checks self-test", conference_self_test), c("trunk", conference)],
         "local3" => vec![c("trunk", local3)],
@@ -520,7 +618,9 @@ fn cases(flow: &str) -> Vec<(String, Case)> {
     }
 }
 
-const FLOWS: [&str; 8] = ["hold", "blind", "blind3", "attended", "redirect", "conference", "local3", "blind-live"];
+const FLOWS: [&str; 7] = ["hold", "blind", "blind3", "attended", "redirect", "conference", "local3"];
+/// Flows also recorded live by default (any `FLOW-live` can be named in CALLREC_FLOWS_ONLY).
+const LIVE: [&str; 1] = ["blind"];
 
 /// A counting semaphore for the captures.
 struct Slots(Mutex<usize>, Condvar);
@@ -548,29 +648,34 @@ fn call_flows_end_to_end() {
     let t0 = Instant::now();
     let d = tempfile::Builder::new().prefix("callrec-e2e-flows-").tempdir().expect("tempdir");
     let only = std::env::var("CALLREC_FLOWS_ONLY").ok();
-    let chosen: Vec<&str> = FLOWS.iter().copied().filter(|n| only.as_deref().is_none_or(|o| o.split(',').any(|x| x == *n))).collect();
-    assert!(!chosen.is_empty(), "CALLREC_FLOWS_ONLY={only:?} names none of {FLOWS:?}");
+    let chosen: Vec<String> = match only.as_deref() {
+        None => FLOWS.iter().map(|f| f.to_string()).chain(LIVE.iter().map(|f| format!("{f}-live"))).collect(),
+        Some(o) => o.split(',').map(String::from).collect(),
+    };
+    for n in &chosen {
+        assert!(FLOWS.contains(&n.strip_suffix("-live").unwrap_or(n)), "CALLREC_FLOWS_ONLY names {n:?}, not one of {FLOWS:?} (or FLOW-live)");
+    }
     let slots = Slots(Mutex::new(JOBS), Condvar::new());
     let root = root();
     // (flow/case, result)
     let results: Vec<(String, Result<f64, String>)> = std::thread::scope(|sc| {
         let hs: Vec<_> = chosen
             .iter()
-            .map(|&flow| {
+            .map(|flow| {
                 let (slots, root, dir) = (&slots, &root, d.path().join(flow));
+                let base = flow.strip_suffix("-live").unwrap_or(flow);
                 sc.spawn(move || -> Vec<(String, Result<f64, String>)> {
                     std::fs::create_dir_all(&dir).ok();
                     let t = Instant::now();
-                    if flow == "blind-live" {
-                        let r = slots.run(|| blind_live(root, &dir));
-                        return vec![(format!("{flow}/trunk"), r.map(|_| t.elapsed().as_secs_f64()))];
-                    }
-                    let fc = match slots.run(|| make_flow(root, flow, &dir, &[])).and_then(|fc| fc.on_plan(PLAN_TOL).map(|_| fc)) {
+                    let made = if base == flow { slots.run(|| make_flow(root, flow, &dir, &[])) } else { slots.run(|| live(root, base, &dir)) };
+                    let fc = match made.and_then(|fc| fc.on_plan(PLAN_TOL).map(|_| fc)) {
                         Ok(fc) => fc,
                         Err(e) => return vec![(format!("{flow}/capture"), Err(e))],
                     };
-                    cases(flow)
+                    eprintln!("e2e_flows: {flow} captured in {:.1} s", t.elapsed().as_secs_f64());
+                    cases(base)
                         .into_iter()
+                        .filter(|(name, _)| base == flow || name == "trunk")
                         .map(|(name, case)| {
                             let t = Instant::now();
                             let sub = dir.join(name.replace([' ', '+'], "_"));

@@ -8,11 +8,14 @@
 # start together and keep to the timeline with pauses. Then scripts/pcap_tool.py gives every
 # RTP stream its own noise payload, as make-capture.sh does, so no two streams correlate.
 #
-# usage: make-flow.sh --flow NAME --out FILE.pcap [--live CMD...]
+# usage: make-flow.sh --flow NAME --out FILE.pcap [--keep-audio] [--live CMD...]
+#   --keep-audio   keeps the audio as played (each segment of flows.py is already its own
+#                  noise, so streams do not correlate either way)
 #   --live CMD...  also runs CMD (the rest of the line) inside the namespace from before the
 #                  first SIP message to 1 s after the last, then sends it SIGTERM and waits for
 #                  it (at most 20 s): for live recording on af_packet:lo. Its output goes to
-#                  the script's stderr.
+#                  the script's stderr. Implies --keep-audio: the capture must hold what the
+#                  live recorder heard.
 # prints the flow's facts (Call-IDs, tags, planned times in ms) on stdout.
 # Needs root (ip netns), sipp, tcpdump, python3.
 set -euo pipefail
@@ -20,13 +23,14 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PY=/usr/bin/python3; [ -x "$PY" ] || PY=python3
 
-FLOW="" OUT="" LIVE=()
+FLOW="" OUT="" LIVE=() KEEP_AUDIO=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --flow) FLOW="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
-    --live) shift; LIVE=("$@"); break ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    --keep-audio) KEEP_AUDIO=1; shift ;;
+    --live) shift; LIVE=("$@"); KEEP_AUDIO=1; break ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "make-flow.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -110,6 +114,8 @@ if [ "$rc" != 0 ]; then
   exit 1
 fi
 
-"$PY" "$HERE/../pcap_tool.py" post "$CAP_RAW" --out "$OUT" --unique-audio
+POST=(--out "$OUT")
+[ "$KEEP_AUDIO" = 1 ] || POST+=(--unique-audio)
+"$PY" "$HERE/../pcap_tool.py" post "$CAP_RAW" "${POST[@]}"
 echo "capture $OUT: flow $FLOW, $(printf '%.1f' "$(echo "$END - $START" | bc)") s" >&2
 cat "$WORK/scen/facts"

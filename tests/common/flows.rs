@@ -56,6 +56,8 @@ pub struct FlowCapture {
     pub streams: HashMap<StreamKey, Stream>,
     /// (Call-ID, ip, port) of every SDP media line.
     pub media: Vec<(String, String, u16)>,
+    /// Where a live recorder run during the flow wrote its files (make-flow.sh --live).
+    pub live_out: Option<PathBuf>,
 }
 
 /// Runs make-flow.sh for `flow` into `dir/<flow>.pcap` (with `live`, the command is run inside
@@ -115,6 +117,7 @@ impl FlowCapture {
             sip,
             streams: judge::streams(cap)?,
             media: judge::sdp_media(cap)?,
+            live_out: None,
         })
     }
 
