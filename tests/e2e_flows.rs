@@ -7,7 +7,14 @@
 //! segment by segment against the stream it should carry (correlation >= 0.97, in place within
 //! 80 ms), silence on hold, the file's ends at the right SIP events, and the sidecar's
 //! `parties`, `holds` and `call_ids`. One more case records the blind flow live
-//! (`callrec run --port af_packet:lo` in the flow's namespace).
+//! (`callrec run --port af_packet:lo` in the flow's namespace) and judges it the same way.
+//!
+//! The checks are themselves checked ("checks self-test" cases, no recorder involved):
+//! recordings built here from the capture's own streams pass when correct and fail, at the
+//! check that should catch it, with each defect (a channel 200 ms late, channels swapped, the
+//! previous agent kept after a transfer, a conference's mix missing, the consultation heard
+//! during a hold, hold silence 300 ms short, the hold cut from the timeline, a party missing
+//! or 0.6 s off, Call-IDs out of order).
 //!
 //! All flows run in parallel threads inside ONE #[test] (their length is mostly SIPp pauses).
 //! A failing case fails the test with "flow/case: what differed"; the others still run.

@@ -117,5 +117,5 @@ fi
 POST=(--out "$OUT")
 [ "$KEEP_AUDIO" = 1 ] || POST+=(--unique-audio)
 "$PY" "$HERE/../pcap_tool.py" post "$CAP_RAW" "${POST[@]}"
-echo "capture $OUT: flow $FLOW, $(printf '%.1f' "$(echo "$END - $START" | bc)") s" >&2
+echo "capture $OUT: flow $FLOW, $(awk "BEGIN { printf \"%.1f\", $END - $START }") s" >&2
 cat "$WORK/scen/facts"
