@@ -82,7 +82,7 @@ enum Trigger {
 fn replay(fc: &FlowCapture, dir: &Path, trigger: Trigger) -> Result<Vec<Rec>, String> {
     if let Some(out) = &fc.live_out {
         return match trigger {
-            Trigger::Trunk => recordings(out),
+            Trigger::Trunk => with_trace(recordings(out), &out.with_file_name("live-sip-trace.txt")),
             Trigger::Dns(_) => Err("live flows are recorded with the trunk configuration only".into()),
         };
     }
@@ -96,7 +96,15 @@ fn replay(fc: &FlowCapture, dir: &Path, trigger: Trigger) -> Result<Vec<Rec>, St
     if !res.status.success() {
         return Err(format!("callrec replay failed ({}): {}", res.status, String::from_utf8_lossy(&res.stderr)));
     }
-    recordings(&out)
+    with_trace(recordings(&out), &dir.join("sip-trace.txt"))
+}
+
+fn with_trace(recs: Result<Vec<Rec>, String>, trace: &Path) -> Result<Vec<Rec>, String> {
+    let mut recs = recs?;
+    for r in &mut recs {
+        r.trace = trace.is_file().then(|| trace.to_path_buf());
+    }
+    Ok(recs)
 }
 
 fn trigger_args(dir: &Path, trigger: Trigger) -> Result<Vec<String>, String> {
@@ -184,6 +192,7 @@ fn hold_with(fc: &FlowCapture, rec: impl FnOnce(&HoldT) -> Result<Rec, String>) 
     ck.add("hold silence", rec.silent(held, resumed, HOLD_TOL).map_err(|e| format!("hold: {e}")));
     ck.add("holds", rec.check_holds(&[(held, resumed)], PARTY_TOL));
     ck.add("parties", rec.check_parties(&[(CUSTOMER_DN, "left", ans, bye), ("2001", "right", ans, bye)], true, PARTY_TOL));
+    ck.add("mcp", rec.check_mcp(END_TOL));
     ck.add("call_ids", expect_call_ids(&rec, &[d1]));
     ck.add("connection_id", connection_id(&rec));
     ck.done()
@@ -274,6 +283,7 @@ fn check_chain(rec: &Rec, legs: &[Leg]) -> Result<(), String> {
     let mut want = vec![(CUSTOMER_DN, "left", legs[0].answered, last.bye)];
     want.extend(legs.iter().map(|l| (l.dn.as_str(), "right", l.answered, l.bye)));
     ck.add("parties", rec.check_parties(&want, true, PARTY_TOL));
+    ck.add("mcp", rec.check_mcp(END_TOL));
     ck.add("call_ids", expect_call_ids(rec, &legs.iter().map(|l| l.cid.as_str()).collect::<Vec<_>>()));
     ck.add("connection_id", connection_id(rec));
     ck.done()
@@ -294,6 +304,7 @@ fn blind_2001(fc: &FlowCapture, dir: &Path) -> Result<(), String> {
     let refer = l.refer.ok_or("no REFER")?;
     ck.add("audio", check_channels(&rec, &vec![(&l.cust, l.answered, refer)], &vec![(&l.agent, l.answered, l.bye)]));
     ck.add("parties", rec.check_parties(&[(CUSTOMER_DN, "left", l.answered, l.bye), ("2001", "right", l.answered, l.bye)], false, PARTY_TOL));
+    ck.add("mcp", rec.check_mcp(END_TOL));
     ck.add("call_ids", expect_call_ids(&rec, &[&l.cid]));
     ck.done()
 }
@@ -319,6 +330,7 @@ fn blind3_2003(fc: &FlowCapture, dir: &Path) -> Result<(), String> {
     let refer = l.refer.ok_or("no REFER")?;
     ck.add("audio", check_channels(&rec, &vec![(&l.cust, l.answered, refer)], &vec![(&l.agent, l.answered, l.bye)]));
     ck.add("parties", rec.check_parties(&[("2003", "right", l.answered, l.bye)], false, PARTY_TOL));
+    ck.add("mcp", rec.check_mcp(END_TOL));
     ck.add("call_ids", expect_call_ids(&rec, &[&l.cid]));
     ck.done()
 }
@@ -360,6 +372,7 @@ fn attended_with(fc: &FlowCapture, rec: impl FnOnce(&AttT) -> Result<Rec, String
         ck.add("holds", Err(format!("expected one entry, sidecar has {}", rec.sc["holds"])));
     }
     ck.add("parties", rec.check_parties(&[(CUSTOMER_DN, "left", a1, b3), ("2001", "right", a1, b1), ("2002", "right", a3, b3)], true, PARTY_TOL));
+    ck.add("mcp", rec.check_mcp(END_TOL));
     ck.add("call_ids", expect_call_ids(&rec, &[d1, d3]));
     ck.add("connection_id", connection_id(&rec));
     ck.done()
@@ -398,6 +411,7 @@ fn redirect_check(fc: &FlowCapture, rec: &Rec) -> Result<(), String> {
     ck.add("file span", rec.spans(ans, bye, END_TOL));
     ck.add("audio", check_channels(rec, &vec![(&c, ans, bye)], &vec![(&a, ans, bye)]));
     ck.add("parties", rec.check_parties(&[(CUSTOMER_DN, "left", ans, bye), ("2002", "right", ans, bye)], true, PARTY_TOL));
+    ck.add("mcp", rec.check_mcp(END_TOL));
     ck.add("call_ids", expect_call_ids(rec, &[d1]));
     ck.done()
 }
@@ -470,6 +484,7 @@ fn conference_check(cf: &Conf, rec: &Rec) -> Result<(), String> {
         ),
     );
     ck.add("parties", rec.check_parties(&[(CUSTOMER_DN, "left", a1, b3), ("2001", "right", a1, b3), ("2002", "right", a4, b4)], true, PARTY_TOL));
+    ck.add("mcp", rec.check_mcp(END_TOL));
     let ids = rec.call_ids();
     let mut sorted = ids.clone();
     sorted.sort();
@@ -495,6 +510,7 @@ fn local3(fc: &FlowCapture, dir: &Path) -> Result<(), String> {
     ck.add("hold silence", rec.silent(held, resumed, HOLD_TOL).map_err(|e| format!("hold: {e}")));
     ck.add("holds", rec.check_holds(&[(held, resumed)], PARTY_TOL));
     ck.add("parties", rec.check_parties(&[(CUSTOMER_DN, "left", a1, b1), ("2001", "right", a1, b1), ("2002", "right", resumed, b2)], false, PARTY_TOL));
+    ck.add("mcp", rec.check_mcp(END_TOL));
     if rec.call_ids().first().map(String::as_str) != Some(d1) {
         ck.add("call_ids", Err(format!("{:?}, expected {d1} first", rec.call_ids())));
     }
@@ -598,6 +614,8 @@ fn live(root: &Path, flow: &str, dir: &Path) -> Result<FlowCapture, String> {
         "af_packet:lo".into(),
         "--out".into(),
         out.display().to_string(),
+        "--sip-trace".into(),
+        dir.join("live-sip-trace.txt").display().to_string(),
     ];
     args.extend(trigger_args(dir, Trigger::Trunk)?);
     let mut fc = make_flow(root, flow, dir, &args)?;

@@ -269,7 +269,7 @@ pub fn synthetic(start: f64, end: f64, left: &[(&Ref, f64, f64)], right: &[(&Ref
         })
         .collect();
     sc["start"] = serde_json::json!(start);
-    Rec { sc, path: PathBuf::from("(synthetic)"), wav: Wav { rate: 8000, chans }, start, secs: n as f64 / RATE }
+    Rec { sc, path: PathBuf::from("(synthetic)"), wav: Wav { rate: 8000, chans }, start, secs: n as f64 / RATE, trace: None }
 }
 
 /// `t` (seconds since the epoch) as RFC 3339 UTC with microseconds, as sidecars write times.
@@ -302,6 +302,8 @@ pub struct Rec {
     pub start: f64,
     /// Seconds in the file.
     pub secs: f64,
+    /// The recorder's `--sip-trace` (recording roles' SIP/MSML), when there is one.
+    pub trace: Option<PathBuf>,
 }
 
 /// Every recording (sidecar + WAV) under `dir`.
@@ -319,7 +321,7 @@ pub fn recordings(dir: &Path) -> Result<Vec<Rec>, String> {
         if sc["duration_samples"].as_u64() != Some(wav.chans[0].len() as u64) {
             return Err(format!("{}: duration_samples {} but the WAV holds {}", path.display(), sc["duration_samples"], wav.chans[0].len()));
         }
-        res.push(Rec { sc, path, wav, start, secs });
+        res.push(Rec { sc, path, wav, start, secs, trace: None });
     }
     Ok(res)
 }
@@ -445,6 +447,38 @@ impl Rec {
                 (self.start - from) * 1000.0,
                 (end - to) * 1000.0
             ));
+        }
+        Ok(())
+    }
+
+    /// The MCP side saw one recording: every recording INVITE for this conf-id in one SIP
+    /// dialog (re-INVITEs, not new sessions), and the first `<dialogend>` for it at the file's
+    /// end (within `tol`), none earlier. Nothing to check without a trace.
+    pub fn check_mcp(&self, tol: f64) -> Result<(), String> {
+        let Some(trace) = &self.trace else { return Ok(()) };
+        let conf = self.sc["conf_id"].as_str().ok_or("no conf_id in the sidecar")?;
+        let msgs = super::cti::read_trace(trace);
+        let mut dialogs: Vec<&str> = msgs
+            .iter()
+            .filter(|m| m.first_line().starts_with(&format!("INVITE sip:msml={conf}@")))
+            .filter_map(|m| m.call_id())
+            .collect();
+        dialogs.sort();
+        dialogs.dedup();
+        if dialogs.len() != 1 {
+            return Err(format!("{} recording dialogs (INVITE sip:msml={conf}) in the trace, expected one: {dialogs:?}", dialogs.len()));
+        }
+        let end = self.start + self.secs;
+        let first = msgs
+            .iter()
+            .filter(|m| m.first_line().starts_with("INFO ") && m.text.contains("<dialogend") && m.text.contains(&format!("conf:{conf}")))
+            .map(|m| m.at)
+            .fold(f64::INFINITY, f64::min);
+        if !first.is_finite() {
+            return Err(format!("no <dialogend> for conf:{conf} in the trace"));
+        }
+        if (first - end).abs() > tol {
+            return Err(format!("<dialogend> {:+.0} ms from the file's end", (first - end) * 1000.0));
         }
         Ok(())
     }
