@@ -1,5 +1,6 @@
 //! End-to-end: recording through the call flows of a contact centre. Each flow of
-//! scripts/flows/make-flow.sh (hold, blind and triple blind transfer, attended transfer with
+//! scripts/flows/make-flow.sh (hold by re-INVITE sendonly / inactive / c=0.0.0.0 and by
+//! UPDATE, blind and triple blind transfer, attended transfer with
 //! Replaces, 302 redirect, focus conference, local three-way) is captured once with real SIPp
 //! parties and RTP in a network namespace; `callrec replay` then records it with a customer-side
 //! trigger (a Trunk DN matching the customer) and with agent-side ones (`--record-dn`), and
@@ -172,6 +173,7 @@ fn hold(fc: &FlowCapture, dir: &Path, trigger: Trigger) -> Result<(), String> {
 
 /// The hold flow's times and streams: D1's answer, hold, resume (their 200 OKs) and BYE.
 struct HoldT {
+    cid: String,
     t: [f64; 4],
     c: flows::Ref,
     a: flows::Ref,
@@ -179,11 +181,12 @@ struct HoldT {
 
 /// Checks the recording `rec` makes from the flow's times and streams.
 fn hold_with(fc: &FlowCapture, rec: impl FnOnce(&HoldT) -> Result<Rec, String>) -> Result<(), String> {
-    let d1 = "hold-d1@192.0.2.10";
-    let oks = fc.invite_oks(d1);
-    let [ans, held, resumed] = oks[..] else { return Err(format!("capture: {} 200 OKs to INVITE in {d1}, expected 3", oks.len())) };
+    let d1 = &fc.dialog("D1")?;
+    let oks = fc.sdp_oks(d1);
+    let [ans, held, resumed] = oks[..] else { return Err(format!("capture: {} 200 OKs to INVITE/UPDATE in {d1}, expected 3", oks.len())) };
     let bye = fc.bye(d1)?;
-    let h = HoldT { t: [ans, held, resumed, bye], c: fc.one(&fc.stream(d1, CUSTOMER_IP)?)?, a: fc.one(&fc.stream(d1, &agent_ip("2001"))?)? };
+    let (c, a) = (fc.one(&fc.stream(d1, CUSTOMER_IP)?)?, fc.one(&fc.stream(d1, &agent_ip("2001"))?)?);
+    let h = HoldT { cid: d1.to_string(), t: [ans, held, resumed, bye], c, a };
     let rec = rec(&h)?;
     let (c, a) = (&h.c, &h.a);
     let mut ck = Checks::default();
@@ -193,7 +196,7 @@ fn hold_with(fc: &FlowCapture, rec: impl FnOnce(&HoldT) -> Result<Rec, String>) 
     ck.add("holds", rec.check_holds(&[(held, resumed)], PARTY_TOL));
     ck.add("parties", rec.check_parties(&[(CUSTOMER_DN, "left", ans, bye), ("2001", "right", ans, bye)], true, PARTY_TOL));
     ck.add("mcp", rec.check_mcp(END_TOL));
-    ck.add("call_ids", expect_call_ids(&rec, &[d1]));
+    ck.add("call_ids", expect_call_ids(&rec, &[d1.as_str()]));
     ck.add("connection_id", connection_id(&rec));
     ck.done()
 }
@@ -203,7 +206,7 @@ fn hold_with(fc: &FlowCapture, rec: impl FnOnce(&HoldT) -> Result<Rec, String>) 
 fn hold_self_test(fc: &FlowCapture, _dir: &Path) -> Result<(), String> {
     let make = |h: &HoldT, resume_at: f64, holds: bool| {
         let [ans, held, _, bye] = h.t;
-        let mut sc = sidecar(&["hold-d1@192.0.2.10"], &[(CUSTOMER_DN, "left", ans, bye), ("2001", "right", ans, bye)]);
+        let mut sc = sidecar(&[h.cid.as_str()], &[(CUSTOMER_DN, "left", ans, bye), ("2001", "right", ans, bye)]);
         if holds {
             sc["holds"] = json!([{"from": flows::rfc3339(held), "to": flows::rfc3339(h.t[2])}]);
         }
@@ -633,6 +636,7 @@ fn cases(flow: &str) -> Vec<(String, Case)> {
             c("trunk", |fc, d| hold(fc, d, Trigger::Trunk)),
             c("record-dn 2001", |fc, d| hold(fc, d, Trigger::Dns(&["2001"]))),
         ],
+        "hold-inactive" | "hold-c0" | "hold-update" => vec![c("trunk", |fc, d| hold(fc, d, Trigger::Trunk))],
         "blind" => vec![c("checks self-test", blind_self_test), c("trunk", blind_trunk), c("record-dn 2001", blind_2001), c("record-dn 2001+2002", blind_both)],
         "blind3" => vec![c("trunk", blind3_trunk), c("record-dn 2003", blind3_2003)],
         "attended" => vec![c("checks self-test", attended_self_test), c("trunk", attended)],
@@ -643,7 +647,7 @@ fn cases(flow: &str) -> Vec<(String, Case)> {
     }
 }
 
-const FLOWS: [&str; 7] = ["hold", "blind", "blind3", "attended", "redirect", "conference", "local3"];
+const FLOWS: [&str; 10] = ["hold", "hold-inactive", "hold-c0", "hold-update", "blind", "blind3", "attended", "redirect", "conference", "local3"];
 /// Flows also recorded live by default (any `FLOW-live` can be named in CALLREC_FLOWS_ONLY).
 const LIVE: [&str; 1] = ["blind"];
 

@@ -58,11 +58,14 @@ class Dialog:
                 f"CSeq: {cseq} {method}", "Max-Forwards: 70"]
 
 
-def sdp(user, version, mode):
+def sdp(user, version, mode, conn="[media_ip]"):
+    """An SDP body; mode "c0" is RFC 2543 hold: connection address 0.0.0.0, no direction"""
+    if mode == "c0":
+        conn, mode = "0.0.0.0", None
     return [
-        "v=0", f"o={user.lstrip('+')} 5365 {version} IN IP4 [local_ip]", "s=-", "c=IN IP4 [media_ip]", "t=0 0",
-        f"m=audio [auto_media_port] RTP/AVP {PT}", f"a=rtpmap:{PT} {CODEC}/8000", "a=ptime:20", f"a={mode}",
-    ]
+        "v=0", f"o={user.lstrip('+')} 5365 {version} IN IP4 [local_ip]", "s=-", f"c=IN IP4 {conn}", "t=0 0",
+        f"m=audio [auto_media_port] RTP/AVP {PT}", f"a=rtpmap:{PT} {CODEC}/8000", "a=ptime:20",
+    ] + ([f"a={mode}"] if mode else [])
 
 
 class Leg:
@@ -127,13 +130,15 @@ class Leg:
         self.recv("200")
         self.send(d.headers("caller", "ACK", cseq=cseq))
 
-    def reinvite(self, d, side, mode, answer_mode):
-        """re-INVITE in d from `side`, answered with `answer_mode`, ACKed"""
+    def reinvite(self, d, side, mode, method="INVITE"):
+        """re-INVITE (or UPDATE) in d from `side` with SDP direction `mode`; a re-INVITE's 200
+        is ACKed"""
         d.sdp_version[side] += 1
         cseq = d.cseq[side] + 1
-        self.request(d, side, "INVITE", (), sdp(self.user, d.sdp_version[side], mode), "application/sdp")
+        self.request(d, side, method, (), sdp(self.user, d.sdp_version[side], mode), "application/sdp")
         self.recv("200")
-        self.send(d.headers(side, "ACK", cseq=cseq))
+        if method == "INVITE":
+            self.send(d.headers(side, "ACK", cseq=cseq))
 
     def recv(self, what, optional=False, crlf=False):
         kind = "response" if what[0].isdigit() else "request"
@@ -154,11 +159,12 @@ class Leg:
         self.respond(200, "OK", f";tag={d.etag}", contact, body=sdp(self.user, 1, mode))
         self.recv("ACK")
 
-    def answer_reinvite(self, d, side, mode):
-        self.recv("INVITE")
+    def answer_reinvite(self, d, side, mode, method="INVITE"):
+        self.recv(method)
         d.sdp_version[side] += 1
         self.respond(200, "OK", body=sdp(self.user, d.sdp_version[side], mode))
-        self.recv("ACK")
+        if method == "INVITE":
+            self.recv("ACK")
 
     def ok(self, what, code=200, reason="OK"):
         """Receive request `what` and answer it (200 OK)"""
@@ -245,9 +251,10 @@ def notify(leg, d, frag, state):
     leg.recv("200")
 
 
-def hold():
-    f = Flow("hold", "C calls 2001; A1 holds C 3 s (sendonly, no RTP), resumes; C hangs up")
-    d1 = Dialog("hold-d1@192.0.2.10", C_USER, C_IP, 5060, "c-hold-d1", dn(1), AGENTS[1], "a1-hold-d1")
+def hold(name="hold", tag="hold", offer="sendonly", answer="recvonly", method="INVITE"):
+    about = {"sendonly": "sendonly", "inactive": "a=inactive", "c0": "c=0.0.0.0"}[offer]
+    f = Flow(name, f"C calls 2001; A1 holds C 3 s ({method} {about}, no RTP), resumes; C hangs up")
+    d1 = Dialog(f"{tag}-d1@192.0.2.10", C_USER, C_IP, 5060, f"c-{tag}-d1", dn(1), AGENTS[1], f"a1-{tag}-d1")
     c = cust_leg(f, "c-d1", d1, 5060, AGENTS[1])
     a1 = f.leg("a1-d1", AGENTS[1], dn(1))
     c.at(1000).invite(d1)
@@ -255,18 +262,18 @@ def hold():
     a1.sync(1000)
     c.rtp(1000, 4000)
     a1.rtp(1000, 4000)
-    a1.at(4000).reinvite(d1, "callee", "sendonly", "recvonly")
-    c.sync(4000).answer_reinvite(d1, "caller", "recvonly")
-    a1.at(7000).reinvite(d1, "callee", "sendrecv", "sendrecv")
-    c.sync(7000).answer_reinvite(d1, "caller", "sendrecv")
+    a1.at(4000).reinvite(d1, "callee", offer, method)
+    c.sync(4000).answer_reinvite(d1, "caller", answer, method)
+    a1.at(7000).reinvite(d1, "callee", "sendrecv", method)
+    c.sync(7000).answer_reinvite(d1, "caller", "sendrecv", method)
     c.rtp(7000, 10000, first=1000)
     a1.rtp(7000, 10000, first=1000)
     c.at(10000).request(d1, "caller", "BYE")
     c.recv("200")
     a1.sync(10000).ok("BYE")
     f.fact("call", "D1", d1.cid, "from-tag", d1.ctag, "to-tag", d1.etag, "agent", dn(1), "answered", 1000)
-    f.fact("hold", "D1", 4000)
-    f.fact("resume", "D1", 7000)
+    f.fact("hold", "D1", method, 4000)
+    f.fact("resume", "D1", method, 7000)
     f.fact("bye", "D1", "by", "C", 10000)
     return f
 
@@ -356,7 +363,7 @@ def attended():
     a1.sync(1000)
     c1.rtp(1000, 4000)
     a1.rtp(1000, 4000)
-    a1.at(4000).reinvite(d1, "callee", "sendonly", "recvonly")
+    a1.at(4000).reinvite(d1, "callee", "sendonly")
     c1.sync(4000).answer_reinvite(d1, "caller", "recvonly")
     a1c.at(4400).invite(d2)
     a2d2.answer(d2)
@@ -521,14 +528,14 @@ def local3():
     a1.sync(1000)
     c.rtp(1000, 3000)
     a1.rtp(1000, 3000)
-    a1.at(3000).reinvite(d1, "callee", "sendonly", "recvonly")
+    a1.at(3000).reinvite(d1, "callee", "sendonly")
     c.sync(3000).answer_reinvite(d1, "caller", "recvonly")
     a1c.at(3400).invite(d2)
     a2.answer(d2)
     a2.sync(3400)
     a1c.rtp(3400, 8400)
     a2.rtp(3400, 8400)
-    a1.at(5400).reinvite(d1, "callee", "sendrecv", "sendrecv")
+    a1.at(5400).reinvite(d1, "callee", "sendrecv")
     c.sync(5400).answer_reinvite(d1, "caller", "sendrecv")
     c.rtp(5400, 10400, first=1000)
     a1.rtp(5400, 10400, first=1000)
@@ -547,7 +554,10 @@ def local3():
     return f
 
 
-FLOWS = {"hold": hold, "blind": blind, "blind3": blind3, "attended": attended, "redirect": redirect,
+FLOWS = {"hold": hold,
+         "hold-inactive": lambda: hold("hold-inactive", "holdi", "inactive", "inactive"),
+         "hold-c0": lambda: hold("hold-c0", "holdc", "c0", "sendrecv"),
+         "hold-update": lambda: hold("hold-update", "holdu", "sendonly", "recvonly", "UPDATE"), "blind": blind, "blind3": blind3, "attended": attended, "redirect": redirect,
          "conference": conference, "local3": local3}
 
 

@@ -142,7 +142,7 @@ impl FlowCapture {
                 "bye" => self.bye(cid)?,
                 "hold" | "resume" => {
                     let k = if *kind == "hold" { 1 } else { 2 };
-                    *self.invite_oks(cid).get(k).ok_or_else(|| format!("{}: no {kind} re-INVITE answered in {cid}", self.name))?
+                    *self.sdp_oks(cid).get(k).ok_or_else(|| format!("{}: no {kind} offer answered in {cid}", self.name))?
                 }
                 _ => continue,
             };
@@ -157,6 +157,27 @@ impl FlowCapture {
             }
         }
         Ok(())
+    }
+
+    /// The Call-ID of dialog `d` ("D1", ...) from the flow's facts.
+    pub fn dialog(&self, d: &str) -> Result<String, String> {
+        self.facts
+            .lines()
+            .find_map(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                (w.first() == Some(&"call") && w.get(1) == Some(&d)).then(|| w.get(2).map(|c| c.to_string())).flatten()
+            })
+            .ok_or_else(|| format!("{}: no dialog {d} in the flow's facts", self.name))
+    }
+
+    /// Times of the 200 OKs to INVITEs and UPDATEs in dialog `cid` (the answer, then each
+    /// offer's: hold, resume).
+    pub fn sdp_oks(&self, cid: &str) -> Vec<f64> {
+        self.sip
+            .iter()
+            .filter(|m| m.call_id == cid && m.status == 200 && (m.cseq_method == "INVITE" || m.cseq_method == "UPDATE"))
+            .map(|m| m.at)
+            .collect()
     }
 
     /// Times of the 200 OKs to INVITEs in dialog `cid` (answer, then each re-INVITE's).
