@@ -696,8 +696,17 @@ fn call_flows_end_to_end() {
                 sc.spawn(move || -> Vec<(String, Result<f64, String>)> {
                     std::fs::create_dir_all(&dir).ok();
                     let t = Instant::now();
-                    let made = if base == flow { slots.run(|| make_flow(root, flow, &dir, &[])) } else { slots.run(|| live(root, base, &dir)) };
-                    let fc = match made.and_then(|fc| fc.on_plan(PLAN_TOL).map(|_| fc)) {
+                    let make = || {
+                        let made = if base == flow { make_flow(root, flow, &dir, &[]) } else { live(root, base, &dir) };
+                        made.and_then(|fc| fc.on_plan(PLAN_TOL).map(|_| fc))
+                    };
+                    // A capture that did not keep to its plan (a loaded machine delays a SIPp
+                    // process) is made once more before the flow counts as failed.
+                    let fc = match slots.run(make).or_else(|e| {
+                        eprintln!("e2e_flows: {flow}: {e}; capturing again");
+                        std::fs::remove_dir_all(dir.join("live-out")).ok();
+                        slots.run(make)
+                    }) {
                         Ok(fc) => fc,
                         Err(e) => return vec![(format!("{flow}/capture"), Err(e))],
                     };
