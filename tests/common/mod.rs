@@ -2,5 +2,6 @@
 #![allow(dead_code)]
 
 pub mod cti;
+pub mod flows;
 pub mod judge;
 pub mod segment;
