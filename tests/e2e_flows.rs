@@ -448,6 +448,8 @@ struct Conf {
     f1: flows::Ref,
     f2: flows::Ref,
     mix: flows::Ref,
+    /// A1->focus and A2->focus.
+    keys: (common::judge::StreamKey, common::judge::StreamKey),
 }
 
 fn conf(fc: &FlowCapture) -> Result<Conf, String> {
@@ -463,12 +465,23 @@ fn conf(fc: &FlowCapture) -> Result<Conf, String> {
         f1: fc.one(&k1)?,
         f2: fc.one(&k2)?,
         mix: fc.mix(&k1, &k2)?,
+        keys: (k1, k2),
     })
 }
 
 fn conference(fc: &FlowCapture, dir: &Path) -> Result<(), String> {
-    let cf = conf(fc)?;
-    conference_check(&cf, &one(replay(fc, dir, Trigger::Trunk)?)?)
+    let mut cf = conf(fc)?;
+    let rec = one(replay(fc, dir, Trigger::Trunk)?)?;
+    // Each agent's stream may sit up to a packet off the decode's layout (anchored on the
+    // first packet recorded); the sum is judged with each stream where the file has it: A1's
+    // shift from where it is alone, A2's from the mix given A1's.
+    let [_, _, a3, a4, b4, _] = cf.t;
+    let (k1, k2) = cf.keys.clone();
+    let max = 0.03;
+    let s1 = rec.best_shift(1, a3 + 0.3, a4 - 0.1, max, |s| fc.one_shifted(&k1, s).expect("stream A1->focus"));
+    let s2 = rec.best_shift(1, a4 + 0.3, b4 - 0.3, max, |s| fc.mix_shifted(&k1, &k2, s1, s).expect("streams A1, A2 ->focus"));
+    cf.mix = fc.mix_shifted(&k1, &k2, s1, s2)?;
+    conference_check(&cf, &rec)
 }
 
 /// conference: left C (D1, then C->focus); right A1 (D1), A1->focus, the mix of A1->focus and

@@ -214,6 +214,12 @@ impl FlowCapture {
             .ok_or_else(|| format!("{}: no RTP from {from_ip} in dialog {cid} (SDP endpoints {eps:?})", self.name))
     }
 
+    /// A reference for one stream moved by `shift` seconds.
+    pub fn one_shifted(&self, key: &StreamKey, shift: f64) -> Result<Ref, String> {
+        let s = self.streams.get(key).ok_or_else(|| format!("no stream {key:?}"))?;
+        Ok(Ref::new(format!("{}:{}->{}:{}", key.0, key.1, key.2, key.3), &s.pcm, s.start + shift))
+    }
+
     /// A reference for one stream.
     pub fn one(&self, key: &StreamKey) -> Result<Ref, String> {
         let s = self.streams.get(key).ok_or_else(|| format!("no stream {key:?}"))?;
@@ -223,15 +229,24 @@ impl FlowCapture {
     /// A reference for the sum of two streams laid out by capture time, clipped to 16 bit (what
     /// a recorder mixing two parties into one channel should write).
     pub fn mix(&self, a: &StreamKey, b: &StreamKey) -> Result<Ref, String> {
+        self.mix_shifted(a, b, 0.0, 0.0)
+    }
+
+    /// [`mix`](Self::mix) with each stream moved by its own shift (seconds): a recorder
+    /// anchors a stream on the capture time of the first packet it records, and a sender's
+    /// first packets may leave in a burst, so two streams can each sit a packet off the
+    /// decode's layout (the per-stream checks allow 80 ms) while their sum must still match.
+    pub fn mix_shifted(&self, a: &StreamKey, b: &StreamKey, shift_a: f64, shift_b: f64) -> Result<Ref, String> {
         let (sa, sb) = (
             self.streams.get(a).ok_or_else(|| format!("no stream {a:?}"))?,
             self.streams.get(b).ok_or_else(|| format!("no stream {b:?}"))?,
         );
-        let start = sa.start.min(sb.start);
-        let end = (sa.start + sa.pcm.len() as f64 / RATE).max(sb.start + sb.pcm.len() as f64 / RATE);
+        let (a0, b0) = (sa.start + shift_a, sb.start + shift_b);
+        let start = a0.min(b0);
+        let end = (a0 + sa.pcm.len() as f64 / RATE).max(b0 + sb.pcm.len() as f64 / RATE);
         let mut pcm = vec![0.0; ((end - start) * RATE).ceil() as usize + 1];
-        for s in [sa, sb] {
-            let off = ((s.start - start) * RATE).round() as usize;
+        for (s, s0) in [(sa, a0), (sb, b0)] {
+            let off = ((s0 - start) * RATE).round() as usize;
             for (i, x) in s.pcm.iter().enumerate() {
                 pcm[off + i] += x;
             }
@@ -267,6 +282,23 @@ impl Ref {
             return 0.0;
         }
         self.pcm.get(i as usize).copied().unwrap_or(0.0)
+    }
+}
+
+/// Pearson correlation of two equal-length runs (0 when either is flat).
+fn corr(x: &[f64], y: &[f64]) -> f64 {
+    let n = x.len().min(y.len()) as f64;
+    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (a, b) in x.iter().zip(y) {
+        sxy += (a - mx) * (b - my);
+        sxx += (a - mx) * (a - mx);
+        syy += (b - my) * (b - my);
+    }
+    if sxx == 0.0 || syy == 0.0 {
+        0.0
+    } else {
+        sxy / (sxx * syy).sqrt()
     }
 }
 
@@ -360,6 +392,28 @@ pub fn chan_name(ch: usize) -> &'static str {
 pub const EDGE: f64 = 0.15;
 
 impl Rec {
+    /// The shift (seconds, 1-sample steps within +-`max`) that best lines reference `make(shift)`
+    /// up with channel `ch` over capture times `from..to` (plain correlation).
+    pub fn best_shift(&self, ch: usize, from: f64, to: f64, max: f64, make: impl Fn(f64) -> Ref) -> f64 {
+        let (a, b) = ((self.at(from) * RATE).max(0.0) as usize, ((self.at(to) * RATE) as usize).min(self.wav.chans[ch].len()));
+        if b <= a + 8 {
+            return 0.0;
+        }
+        let x = &self.wav.chans[ch][a..b];
+        let steps = (max * RATE) as i64;
+        let mut best = (f64::MIN, 0.0);
+        for k in -steps..=steps {
+            let shift = k as f64 / RATE;
+            let r = make(shift);
+            let y: Vec<f64> = (a..b).map(|i| r.sample(self.start + i as f64 / RATE)).collect();
+            let c = corr(x, &y);
+            if c > best.0 {
+                best = (c, shift);
+            }
+        }
+        best.1
+    }
+
     /// Seconds into the file of capture time `t`.
     pub fn at(&self, t: f64) -> f64 {
         t - self.start
