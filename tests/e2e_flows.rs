@@ -7,8 +7,9 @@
 //! every recording is checked against tshark's decode: one file per recording, each channel
 //! segment by segment against the stream it should carry (correlation >= 0.97, in place within
 //! 80 ms), silence on hold, the file's ends at the right SIP events, and the sidecar's
-//! `parties`, `holds` and `call_ids`. One more case records the blind flow live
-//! (`callrec run --port af_packet:lo` in the flow's namespace) and judges it the same way.
+//! `parties`, `holds` and `call_ids`. The hold, blind, attended, redirect and conference flows
+//! are also recorded live (`callrec run --port af_packet:lo` in the flow's namespace) and
+//! judged the same way.
 //!
 //! The checks are themselves checked ("checks self-test" cases, no recorder involved):
 //! recordings built here from the capture's own streams pass when correct and fail, at the
@@ -20,7 +21,7 @@
 //! All flows run in parallel threads inside ONE #[test] (their length is mostly SIPp pauses).
 //! A failing case fails the test with "flow/case: what differed"; the others still run.
 //! `CALLREC_FLOWS_ONLY=name[,name]` runs only those flows (`FLOW-live` records FLOW live;
-//! `blind-live` runs by default);
+//! `hold-live`, `blind-live`, `attended-live`, `redirect-live`, `conference-live` run by default);
 //! `CALLREC_FLOWS_KEEP=1` keeps captures, recordings and logs.
 //!
 //! Needs root, `ip netns`, sipp, tcpdump and tshark; without them it prints a loud SKIP line and
@@ -662,7 +663,7 @@ fn cases(flow: &str) -> Vec<(String, Case)> {
 
 const FLOWS: [&str; 10] = ["hold", "hold-inactive", "hold-c0", "hold-update", "blind", "blind3", "attended", "redirect", "conference", "local3"];
 /// Flows also recorded live by default (any `FLOW-live` can be named in CALLREC_FLOWS_ONLY).
-const LIVE: [&str; 1] = ["blind"];
+const LIVE: [&str; 5] = ["hold", "blind", "attended", "redirect", "conference"];
 
 /// A counting semaphore for the captures.
 struct Slots(Mutex<usize>, Condvar);
