@@ -78,6 +78,8 @@ struct World {
     /// Writer messages so far, rendered: `start`, `pause MS`, `resume MS`, `stop MS`,
     /// `sidecar KEY JSON`.
     writer: Vec<String>,
+    /// CTI events so far, as JSON lines.
+    cti: Vec<String>,
 }
 
 impl World {
@@ -90,7 +92,7 @@ impl World {
             conf_id_prefix: "callrec".into(),
         })
         .unwrap();
-        World { core, flows: HashMap::new(), writer: Vec::new() }
+        World { core, flows: HashMap::new(), writer: Vec::new(), cti: Vec::new() }
     }
     fn sip(&mut self, ms: u64, m: (SocketAddr, SocketAddr, Vec<u8>)) {
         self.core.handle_sip(t(ms), m.0, m.1, &m.2);
@@ -110,6 +112,7 @@ impl World {
                     WriterMsg::Sidecar { key, value, .. } => format!("sidecar {key} {value}"),
                     WriterMsg::Rtp(_) => "rtp".into(),
                 }),
+                Output::Cti { event, .. } => self.cti.push(event.to_line().trim_end().to_string()),
                 _ => {}
             }
         }
@@ -390,4 +393,44 @@ fn local_three_way_lists_the_party_the_agents_phone_mixes_in() {
     assert_eq!(a2["channel"], "right");
     assert_eq!(a2["from"], crate::control::roles::transport_rfc3339(t(4050)));
     assert_eq!(a2["to"], crate::control::roles::transport_rfc3339(t(7000)));
+}
+
+#[test]
+fn cti_clients_see_one_connection_id_through_a_transfer() {
+    let mut w = World::new(TRUNK);
+    let line: crate::cti::protocol::RequestLine =
+        serde_json::from_str(r#"{"request":"RegisterAddress","ReferenceID":1,"ThisDN":"2002"}"#).unwrap();
+    w.core.handle_cti(t(0), CtiClient(7), line);
+    while w.core.poll_output().is_some() {}
+    w.call(0, &D1, 4000, 5000, "", "");
+    let conn = w.core.connection_id(D1.cid).unwrap().to_string();
+    w.refer(3000, &D1, 2, "sip:2002@192.0.2.22:5060");
+    w.call(3200, &D2, 4002, 6000, "", "");
+    let ringing = w.cti.iter().find(|l| l.contains("EventRinging")).expect("2002 is told it rings");
+    assert!(ringing.contains(&format!("\"ConnectionID\":\"{conn}\"")), "{ringing}");
+    assert!(w.cti.iter().any(|l| l.contains("EventEstablished") && l.contains(&conn)), "{:?}", w.cti);
+}
+
+#[test]
+fn an_invite_that_matches_no_refer_is_a_call_of_its_own() {
+    let mut w = World::new(TRUNK);
+    w.call(0, &D1, 4000, 5000, "", "");
+    let conn = w.core.connection_id(D1.cid).unwrap().to_string();
+    w.refer(3000, &D1, 2, "sip:2002@192.0.2.22:5060");
+    // To another DN than the REFER named: a new call, recorded on its own.
+    let other = Dlg { cid: "other@cc", from: ("+15550001", C), to: ("2003", "192.0.2.23") };
+    w.call(3200, &other, 4002, 6000, "", "");
+    assert_ne!(w.core.connection_id(other.cid), Some(conn.as_str()));
+    assert_eq!(w.count("start"), 2);
+    // A REFER older than 32 s links nothing either.
+    let mut w = World::new(TRUNK);
+    w.call(0, &D1, 4000, 5000, "", "");
+    w.refer(1000, &D1, 2, "sip:2002@192.0.2.22:5060");
+    w.call(40_000, &D2, 4002, 6000, "", "");
+    assert_eq!(w.count("start"), 2);
+    // Replaces naming a dialog nobody saw: no link, no panic.
+    let mut w = World::new(TRUNK);
+    let lone = Dlg { cid: "lone@cc", from: ("+15550001", C), to: ("2002", A2) };
+    w.call(0, &lone, 4000, 6000, "Replaces: nobody@x;to-tag=a;from-tag=b\r\n", "");
+    assert_eq!(w.count("start"), 1);
 }
