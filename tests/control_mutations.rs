@@ -346,3 +346,62 @@ fn capture_times_with_the_top_bit_set_do_not_panic_the_core() {
     assert_eq!(fx.started, fx.stopped);
     assert!(fx.installed.is_empty());
 }
+
+/// The attended-transfer flow (hold, consultation, REFER with Replaces, INVITE with Replaces):
+/// every datagram with its addresses from the file name.
+fn transfer_flow() -> Vec<(SocketAddr, SocketAddr, Vec<u8>)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sip/attended-transfer");
+    let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    names.sort();
+    names
+        .iter()
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            let parts: Vec<&str> = name.split('-').collect();
+            let addr = |s: &str| a(&s.replacen('_', ":", 1));
+            (addr(parts[1]), addr(parts[2]), std::fs::read(p).unwrap())
+        })
+        .collect()
+}
+
+fn trunk_core() -> ControlCore {
+    let config = Config::parse("[[trunk]]\ndn = \"trunk1\"\ndn_pattern = \"+1555*\"\nrecord = true\n").unwrap();
+    ControlCore::new(ControlConfig { config, writers: 2, out_dir: "/nonexistent-callrec-test".into(), format: OutputFormat::G711, conf_id_prefix: "mut".into() })
+        .unwrap()
+}
+
+#[test]
+fn the_attended_transfer_is_one_recording() {
+    let mut c = trunk_core();
+    let mut fx = Effects::default();
+    for (i, (src, dst, m)) in transfer_flow().iter().enumerate() {
+        c.handle_sip(Timestamp(1_000_000_000 * (i as u64 + 1)), *src, *dst, m);
+        drain(&mut c, &mut fx);
+    }
+    assert_eq!((fx.started, fx.stopped), (1, 1));
+    assert!(fx.installed.is_empty());
+}
+
+#[test]
+fn mutated_transfer_messages_never_panic_and_every_recording_ends() {
+    let flow = transfer_flow();
+    let mut rng = Rng(0xC0FF_EE12_3456_789B);
+    for iter in 0..ITERS {
+        let mut c = trunk_core();
+        let mut fx = Effects::default();
+        let bad = rng.below(flow.len());
+        for (i, (src, dst, m)) in flow.iter().enumerate() {
+            let bytes = if i == bad { mutate(&mut rng, m) } else { m.clone() };
+            if let Ok(msg) = SipMessage::parse(&bytes) {
+                let _ = (msg.refer_target(), msg.replaces(), msg.referred_by_user(), msg.contact_is_focus());
+            }
+            c.handle_sip(Timestamp(1_000_000_000 * (i as u64 + 1)), *src, *dst, &bytes);
+            drain(&mut c, &mut fx);
+        }
+        c.finish(Timestamp(100_000_000_000));
+        drain(&mut c, &mut fx);
+        assert!(fx.started <= 2, "iteration {iter}: {} recordings for one call and its consultation", fx.started);
+        assert_eq!(fx.started, fx.stopped, "iteration {iter}: a recording was never stopped");
+        assert!(fx.installed.is_empty(), "iteration {iter}: flows left installed: {:?}", fx.installed);
+    }
+}
