@@ -257,6 +257,19 @@ impl ControlCore {
         })
     }
 
+    /// A core for sans-IO tests: the TOML configuration, one writer, files under /rec.
+    #[cfg(test)]
+    pub(crate) fn for_tests(toml: &str) -> ControlCore {
+        ControlCore::new(ControlConfig {
+            config: Config::parse(toml).expect("test configuration"),
+            writers: 1,
+            out_dir: PathBuf::from("/rec"),
+            format: OutputFormat::G711,
+            conf_id_prefix: "callrec".into(),
+        })
+        .expect("test core")
+    }
+
     /// One SIP datagram from `src` to `dst`, captured at `now`. Malformed SIP is counted and
     /// skipped; it never touches other calls.
     pub fn handle_sip(&mut self, now: Timestamp, src: SocketAddr, dst: SocketAddr, payload: &[u8]) {

@@ -84,14 +84,7 @@ struct World {
 
 impl World {
     fn new(toml: &str) -> World {
-        let core = ControlCore::new(ControlConfig {
-            config: Config::parse(toml).unwrap(),
-            writers: 1,
-            out_dir: PathBuf::from("/rec"),
-            format: OutputFormat::G711,
-            conf_id_prefix: "callrec".into(),
-        })
-        .unwrap();
+        let core = ControlCore::for_tests(toml);
         World { core, flows: HashMap::new(), writer: Vec::new(), cti: Vec::new() }
     }
     fn sip(&mut self, ms: u64, m: (SocketAddr, SocketAddr, Vec<u8>)) {

@@ -91,14 +91,7 @@ struct H {
 
 impl H {
     fn new(toml: &str) -> H {
-        let core = ControlCore::new(ControlConfig {
-            config: Config::parse(toml).unwrap(),
-            writers: 1,
-            out_dir: PathBuf::from("/rec"),
-            format: OutputFormat::G711,
-            conf_id_prefix: "callrec".into(),
-        })
-        .unwrap();
+        let core = ControlCore::for_tests(toml);
         H { core, raw: Vec::new() }
     }
     /// SIP from A to B (`a_to_b`) or back at `ms`; returns the rendered outputs.
