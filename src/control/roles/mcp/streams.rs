@@ -34,7 +34,7 @@ pub(super) struct Stream {
 pub(super) struct Streams {
     pub customer: Stream,
     pub agents: Vec<Stream>,
-    pub heard: Vec<String>,
+    pub present: Vec<String>,
 }
 
 impl Streams {
@@ -84,12 +84,12 @@ impl Streams {
             return Err("no audio stream labelled agent".into());
         }
         agents.sort_by_key(|a| a.slot);
-        let heard = msg
+        let present = msg
             .header_all(HDR_PRESENT_DN)
             .map(|v| v.trim().to_string())
             .filter(|v| !v.is_empty())
             .collect();
-        let s = Streams { customer, agents, heard };
+        let s = Streams { customer, agents, present };
         // Two streams on one 5-tuple would be one flow, and flows are never told apart by SSRC.
         let keys = s.flow_keys();
         for (i, (k, _, _)) in keys.iter().enumerate() {
@@ -124,12 +124,18 @@ impl Streams {
         self
     }
 
-    /// Whether the call is on hold: some party sends nothing or receives nothing
-    /// (`sendonly`/`recvonly`/`inactive`, `c=0.0.0.0`, port 0).
+    /// Whether the customer is on hold, or holds: the customer's stream or the stream of the
+    /// party at the other end of the customer's own dialog sends or receives nothing
+    /// (`sendonly`/`recvonly`/`inactive`, `c=0.0.0.0`, port 0). Other agent-side streams (a
+    /// listen-only supervisor in a conference) do not make a hold.
     pub fn any_hold(&self) -> bool {
-        std::iter::once(&self.customer)
-            .chain(&self.agents)
-            .any(|s| s.media.is_hold() || s.media.direction == Direction::RecvOnly)
+        let held = |s: &Stream| s.media.is_hold() || s.media.direction == Direction::RecvOnly;
+        held(&self.customer)
+            || self
+                .agents
+                .iter()
+                .filter(|a| self.customer.peer.is_none_or(|p| p == a.media.addr))
+                .any(held)
     }
 
     /// (flow, channel, source slot) per stream: customer -> its peer on the left, each agent
@@ -158,7 +164,7 @@ impl Streams {
         for a in &self.agents {
             v.push((name(a), Channel::Right));
         }
-        for h in &self.heard {
+        for h in &self.present {
             v.push((h.clone(), Channel::Right));
         }
         v
@@ -254,6 +260,40 @@ mod tests {
         assert_eq!(agent_slot("agent-1"), None);
         assert_eq!(agent_slot("agent-x"), None);
         assert_eq!(agent_slot("customer"), None);
+    }
+
+    #[test]
+    fn only_the_customers_own_dialog_makes_a_hold() {
+        let m = |addr: &str, dir: Direction| MediaDescription {
+            addr: addr.parse().unwrap(),
+            payload_types: vec![(8, callrec_pipeline::writer::Codec::Pcma)],
+            all_payload_types: vec![8],
+            event_pt: None,
+            direction: dir,
+            label: None,
+        };
+        let st = |slot, media, peer: Option<&str>| Stream { slot, media, peer: peer.map(|p| p.parse().unwrap()), dn: None };
+        // Conference: the customer talks to the focus; a listen-only supervisor leg is no hold.
+        let conf = Streams {
+            customer: st(0, m("192.0.2.10:4000", Direction::SendRecv), Some("192.0.2.40:7000")),
+            agents: vec![
+                st(0, m("192.0.2.21:5000", Direction::SendRecv), Some("192.0.2.40:7001")),
+                st(1, m("192.0.2.23:5000", Direction::RecvOnly), Some("192.0.2.40:7002")),
+            ],
+            present: Vec::new(),
+        };
+        assert!(!conf.any_hold());
+        // Two parties: the agent holding (sendonly, or c=0.0.0.0 with the customer answering
+        // sendrecv) is a hold; so is the customer answering recvonly.
+        let two = |c: Direction, a: MediaDescription| Streams {
+            customer: st(0, m("192.0.2.10:4000", c), Some(&a.addr.to_string())),
+            agents: vec![st(0, a, Some("192.0.2.10:4000"))],
+            present: Vec::new(),
+        };
+        assert!(two(Direction::SendRecv, m("192.0.2.21:5000", Direction::SendOnly)).any_hold());
+        assert!(two(Direction::SendRecv, m("0.0.0.0:5000", Direction::SendRecv)).any_hold());
+        assert!(two(Direction::RecvOnly, m("192.0.2.21:5000", Direction::SendRecv)).any_hold());
+        assert!(!two(Direction::SendRecv, m("192.0.2.21:5000", Direction::SendRecv)).any_hold());
     }
 
     #[test]
