@@ -427,3 +427,24 @@ fn an_invite_that_matches_no_refer_is_a_call_of_its_own() {
     w.call(0, &lone, 4000, 6000, "Replaces: nobody@x;to-tag=a;from-tag=b\r\n", "");
     assert_eq!(w.count("start"), 1);
 }
+
+#[test]
+fn agent_side_recording_follows_its_agent_into_a_conference_and_ends_when_it_leaves() {
+    let mut w = World::new("[[extension]]\ndn = \"2001\"\nrecord = true\n");
+    w.call(0, &D1, 4000, 5000, "", "");
+    let focus_ok = "Contact: <sip:conf1@192.0.2.40:5060>;isfocus\r\n";
+    let a1f = Dlg { cid: "a1f@cc", from: ("2001", A1), to: ("conf1", FOCUS) };
+    w.call(2000, &a1f, 5002, 7002, "", focus_ok);
+    w.refer(2500, &D1, 2, "sip:conf1@192.0.2.40:5060");
+    let cf = Dlg { cid: "cf@cc", from: ("+15550001", C), to: ("conf1", FOCUS) };
+    w.call(2700, &cf, 4004, 7003, "", focus_ok);
+    w.bye(3000, &D1, 3, false);
+    assert_eq!((w.count("start"), w.count("stop")), (1, 0), "{:?}", w.writer);
+    assert!(w.table().contains(&format!("{A1}:5002>{FOCUS}:7002 R 1")), "{:?}", w.table());
+    // The recorded agent leaves the conference: its recording ends, the customer stays.
+    w.bye(6000, &a1f, 2, true);
+    assert_eq!(w.writer.last().map(String::as_str), Some("stop 6000"));
+    assert!(w.table().is_empty());
+    w.bye(8000, &cf, 2, true);
+    assert_eq!(w.count("stop"), 1);
+}
