@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Why a configuration could not be used; one sentence a user can act on.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +66,11 @@ pub struct CtiConfig {
     /// PrivateMsgID that resumes it (default 3016).
     #[serde(default = "default_resume")]
     pub private_msg_resume: i64,
+    /// Directories (absolute) a CTI client's `Extensions.dest` may write into, besides
+    /// `--out`: a client can otherwise only name places under the output directory, so it
+    /// cannot make the recorder write wherever the process may.
+    #[serde(default)]
+    pub dest_roots: Vec<PathBuf>,
 }
 
 fn default_start() -> i64 {
@@ -88,6 +93,7 @@ impl Default for CtiConfig {
             private_msg_stop: default_stop(),
             private_msg_pause: default_pause(),
             private_msg_resume: default_resume(),
+            dest_roots: Vec::new(),
         }
     }
 }
@@ -190,6 +196,9 @@ impl Config {
         let ids = [c.private_msg_start, c.private_msg_stop, c.private_msg_pause, c.private_msg_resume];
         if (1..ids.len()).any(|i| ids[..i].contains(&ids[i])) {
             return Err("[cti] private_msg_start, _stop, _pause and _resume must be four different ids".into());
+        }
+        if let Some(r) = c.dest_roots.iter().find(|r| !r.is_absolute()) {
+            return Err(format!("[cti] dest_roots entries must be absolute paths, not {}", r.display()));
         }
         if cfg.sip.ports.is_empty() {
             return Err("[sip] ports must list at least one port".into());

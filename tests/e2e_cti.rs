@@ -527,10 +527,16 @@ fn extensions(env: &Env, port: u16) {
     for d in [&dest, &named] {
         std::fs::create_dir_all(d).expect("dest dir");
     }
-    let mut cr = Callrec::start(&env.cap, &dir, port, &[]);
+    // `dest` may only name places under --out or a configured root.
+    let cfg = dir.join("callrec.toml");
+    std::fs::write(&cfg, format!("[cti]\ndest_roots = [{:?}]\n", dir.display().to_string())).expect("config");
+    let cfg = cfg.display().to_string();
+    let mut cr = Callrec::start(&env.cap, &dir, port, &["--config", &cfg]);
     let mut c = Client::connect(cr.cti);
     let (ids, seen) = calls_up(&mut c);
     sleep_until(seen + Duration::from_secs(1));
+    let outside = ctl(cr.cti, &["start", "--dn", DN, "--conn", &ids[0], "--ext", "dest=/etc"]);
+    assert!(outside.stderr.contains("outside the recording directories"), "{outside:?}");
     let dest_ext = format!("dest={}", dest.display());
     let ev = ctl_ok(
         cr.cti,

@@ -387,6 +387,16 @@ impl ControlCore {
             Some(d) => {
                 let d = d.strip_prefix("file://").unwrap_or(&d);
                 let path = self.out_dir.join(d);
+                // Only under --out or a configured root, and no `..` to climb out of them.
+                if path.components().any(|c| c == std::path::Component::ParentDir) {
+                    return Err((error_code::BAD_EXTENSIONS, format!("Extensions dest {} must not contain '..'", path.display())));
+                }
+                if !std::iter::once(&self.out_dir).chain(&self.cti.dest_roots).any(|root| path.starts_with(root)) {
+                    return Err((
+                        error_code::BAD_EXTENSIONS,
+                        format!("Extensions dest {} is outside the recording directories (--out and [cti] dest_roots)", path.display()),
+                    ));
+                }
                 // A .wav path is the file; anything else is a directory the roles put
                 // `<conf-id>.wav` into.
                 Some(path)

@@ -61,6 +61,7 @@ impl Call {
 
 const CALL1: Call = Call { cid: "call-1@pbx", caller: "5551234", callee: "2001", ports: (4000, 5000) };
 const CALL2: Call = Call { cid: "call-2@pbx", caller: "5559999", callee: "2002", ports: (4010, 5010) };
+const CALL3: Call = Call { cid: "call-3@pbx", caller: "5558888", callee: "2003", ports: (4020, 5020) };
 
 /// An output as a line: `cti <client> <json>`, `writer <k> <what>`, `flow <what>`,
 /// `trace <from> -> <to>: <first line>`.
@@ -381,7 +382,7 @@ fn start_on_the_caller_side_records_the_caller_as_agent() {
 
 #[test]
 fn extensions_id_clash_and_dest_directory_or_file() {
-    let mut h = H::new("");
+    let mut h = H::new("[cti]\ndest_roots = [\"/data\"]\n");
     h.cti(0, C1, r#"{"request":"RegisterAddress","ReferenceID":1,"ThisDN":"2001"}"#);
     h.cti(0, C1, r#"{"request":"RegisterAddress","ReferenceID":1,"ThisDN":"2002"}"#);
     h.establish(0, &CALL1);
@@ -399,6 +400,22 @@ fn extensions_id_clash_and_dest_directory_or_file() {
     assert!(out.last().unwrap().contains("\"State\":\"recording\""), "{out:#?}");
     assert_eq!(h.last_spec().wav_path, PathBuf::from("/rec/team-a/x.WAV"));
     assert_eq!(h.last_spec().sidecar_path, PathBuf::from("/rec/team-a/x.json"));
+    // Nowhere outside --out and [cti] dest_roots, and no climbing out with '..'.
+    h.establish(4000, &CALL3);
+    let c3 = h.conn(&CALL3);
+    h.cti(4000, C1, r#"{"request":"RegisterAddress","ReferenceID":1,"ThisDN":"2003"}"#);
+    assert_eq!(
+        h.cti(7000, C1, &ps(3013, "2003", &c3, 5, r#"{"dest":"/etc/cron.d"}"#)),
+        vec![error_line(1, 5, error_code::BAD_EXTENSIONS, "Extensions dest /etc/cron.d is outside the recording directories (--out and [cti] dest_roots)")]
+    );
+    assert_eq!(
+        h.cti(7000, C1, &ps(3013, "2003", &c3, 6, r#"{"dest":"../etc/x.wav"}"#)),
+        vec![error_line(1, 6, error_code::BAD_EXTENSIONS, "Extensions dest /rec/../etc/x.wav must not contain '..'")]
+    );
+    assert_eq!(
+        h.cti(7000, C1, &ps(3013, "2003", &c3, 7, r#"{"dest":"/data2/x.wav"}"#)),
+        vec![error_line(1, 7, error_code::BAD_EXTENSIONS, "Extensions dest /data2/x.wav is outside the recording directories (--out and [cti] dest_roots)")]
+    );
 }
 
 #[test]
