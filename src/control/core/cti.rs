@@ -323,7 +323,9 @@ impl ControlCore {
                         error_code::RECORDING_FAILED,
                         format!("cannot start: call {conn} has no media description on one side"),
                     )),
-                    Err(StartError::Role(e @ RoleError::ConfIdInUse(_))) => Err((error_code::BAD_EXTENSIONS, e.to_string())),
+                    Err(StartError::Role(e @ (RoleError::ConfIdInUse(_) | RoleError::FileInUse(_)))) => {
+                        Err((error_code::BAD_EXTENSIONS, e.to_string()))
+                    }
                     Err(StartError::Role(e)) => Err((error_code::RECORDING_FAILED, e.to_string())),
                 }
             }

@@ -412,6 +412,11 @@ fn extensions_id_clash_and_dest_directory_or_file() {
         h.cti(7000, C1, &ps(3013, "2003", &c3, 6, r#"{"dest":"../etc/x.wav"}"#)),
         vec![error_line(1, 6, error_code::BAD_EXTENSIONS, "Extensions dest /rec/../etc/x.wav must not contain '..'")]
     );
+    // The file another recording of this run writes is refused.
+    assert_eq!(
+        h.cti(7000, C1, &ps(3013, "2003", &c3, 8, r#"{"dest":"team-a/x.WAV"}"#)),
+        vec![error_line(1, 8, error_code::BAD_EXTENSIONS, "/rec/team-a/x.WAV is already written by another recording of this run")]
+    );
     assert_eq!(
         h.cti(7000, C1, &ps(3013, "2003", &c3, 7, r#"{"dest":"/data2/x.wav"}"#)),
         vec![error_line(1, 7, error_code::BAD_EXTENSIONS, "Extensions dest /data2/x.wav is outside the recording directories (--out and [cti] dest_roots)")]

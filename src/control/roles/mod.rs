@@ -158,6 +158,9 @@ pub enum RoleError {
     /// A caller-chosen conf-id is already used by a live session.
     #[error("conf-id {0} is already used by a recording in progress")]
     ConfIdInUse(String),
+    /// Another recording of this run already writes (or wrote) this file.
+    #[error("{0} is already written by another recording of this run")]
+    FileInUse(String),
     /// The operation does not fit the session's state (e.g. pause before the recording started).
     #[error("recording {conf_id} is {state}: cannot {op} it")]
     State {

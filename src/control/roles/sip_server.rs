@@ -121,6 +121,8 @@ pub struct SipServerRole {
     next_branch: u64,
     sessions: BTreeMap<SessionId, Session>,
     outbox: Vec<Transmit>,
+    /// Files named by a client (`id`, `dest`) this run.
+    wav_paths: std::collections::HashSet<PathBuf>,
 }
 
 impl SipServerRole {
@@ -136,6 +138,7 @@ impl SipServerRole {
             next_session: 1,
             next_branch: 1,
             sessions: BTreeMap::new(),
+            wav_paths: Default::default(),
             outbox: Vec::new(),
         })
     }
@@ -189,6 +192,13 @@ impl SipServerRole {
             Some(dir) => dir.join(file),
             None => self.out_dir.join(file),
         };
+        // Two recordings on one file would interleave their audio and the later would
+        // overwrite the earlier's header: refused, like a reused conf-id.
+        // Generated names never repeat within a run; only client-chosen ones (id, dest) are kept.
+        let chosen = req.dest.is_some() || req.conf_id.is_some();
+        if chosen && !self.wav_paths.insert(wav_path.clone()) {
+            return Err(RoleError::FileInUse(wav_path.display().to_string()));
+        }
         let session = Session {
             wav_path,
             invite_branch: branch.clone(),

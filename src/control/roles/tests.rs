@@ -492,8 +492,14 @@ fn unknown_sessions_bad_uris_and_caller_conf_ids() {
         roles.start(t(0), bad.clone()),
         Err(RoleError::ConfIdInUse("cti-rec-7".into()))
     );
-    // Once the first has ended, the conf-id may be used again.
+    // Once the first has ended, the conf-id may be used again, but not its file: that would
+    // overwrite the first recording.
     roles.stop(t(1), id).unwrap();
+    assert_eq!(
+        roles.start(t(2), bad.clone()),
+        Err(RoleError::FileInUse("/rec/cti-rec-7.wav".into()))
+    );
+    bad.dest = Some("/rec/elsewhere".into());
     let again = roles.start(t(2), bad).unwrap();
     assert_ne!(again, id);
     assert_eq!(roles.active_sessions(), 1);
