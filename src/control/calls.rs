@@ -206,6 +206,9 @@ pub struct CallStats {
     pub unknown_dialog: u64,
     /// Copies of an initial INVITE already seen (retransmissions, mirror duplicates).
     pub duplicate_invites: u64,
+    /// Calls already in progress when first seen, picked up from an in-dialog INVITE with
+    /// SDP (a session refresh or media change) and its 2xx.
+    pub picked_up: u64,
 }
 
 /// How long an ended call's Call-ID is remembered, so a late INVITE retransmission does not
@@ -339,7 +342,15 @@ impl CallTracker {
         {
             return;
         }
-        if msg.method() != "INVITE" || msg.to_tag.is_some() {
+        // A call already going when capture started (or callrec restarted) shows itself in its
+        // next re-INVITE with SDP (session refresh, hold, media move): follow it from there,
+        // its 2xx standing in for the answer. The sender is taken as the caller (the original
+        // direction is unknown; triggers look at both sides).
+        let pickup = msg.method() == "INVITE"
+            && msg.to_tag.is_some()
+            && msg.sdp_body().is_some()
+            && !self.recent.contains_key(&msg.call_id);
+        if (msg.method() != "INVITE" || msg.to_tag.is_some()) && !pickup {
             if msg.to_tag.is_some()
                 || matches!(
                     msg.method(),
@@ -363,6 +374,14 @@ impl CallTracker {
         }
         let media = msg.sdp_body().and_then(first_audio);
         let late_offer = msg.sdp_body().is_none();
+        if pickup {
+            if media.is_none() {
+                self.stats.unknown_dialog += 1;
+                return;
+            }
+            self.stats.picked_up += 1;
+            tracing::debug!(call_id = %msg.call_id, "picking up a call in progress from its re-INVITE");
+        }
         let serial = self.next_serial;
         self.next_serial = self.next_serial.wrapping_add(1);
         let call = Call {
@@ -373,7 +392,8 @@ impl CallTracker {
                 media,
             },
             callee: Party {
-                dn: msg.ruri_user.clone().or_else(|| msg.to_user.clone()),
+                // An in-dialog Request-URI is the remote Contact, not the dialled number.
+                dn: if pickup { msg.to_user.clone().or_else(|| msg.ruri_user.clone()) } else { msg.ruri_user.clone().or_else(|| msg.to_user.clone()) },
                 sip_addr: dst,
                 media: None,
             },

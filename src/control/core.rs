@@ -88,6 +88,8 @@ pub struct ControlCounters {
     pub calls_seen: u64,
     /// Calls answered.
     pub calls_answered: u64,
+    /// Calls already in progress when first seen, picked up from a re-INVITE.
+    pub calls_picked_up: u64,
     /// Calls that ended (any reason).
     pub calls_ended: u64,
     /// Recordings started.
@@ -324,7 +326,8 @@ impl ControlCore {
 
     /// Counters so far.
     pub fn counters(&self) -> ControlCounters {
-        ControlCounters { calls_seen: self.tracker.stats().calls, ..self.counters }
+        let s = self.tracker.stats();
+        ControlCounters { calls_seen: s.calls, calls_picked_up: s.picked_up, ..self.counters }
     }
 
     /// The ConnectionID of the call with this SIP Call-ID, while it is tracked.

@@ -691,3 +691,33 @@ fn sipp_basic_call_fixture() {
     assert_eq!(callee.media.as_ref().unwrap().addr, addr("127.0.0.1:6000"));
     assert!(tr.is_empty());
 }
+
+#[test]
+fn a_call_in_progress_is_picked_up_from_its_reinvite() {
+    let mut r = Run::new();
+    // Capture starts mid-call: the first thing seen is the callee's session-refresh re-INVITE.
+    let b_sdp = sdp("192.0.2.20", 5000);
+    let a_sdp = sdp("192.0.2.10", 4000);
+    let reinvite = msg("INVITE sip:5551234@192.0.2.10 SIP/2.0", "mid", "9 INVITE", None, true, Some(&b_sdp));
+    r.feed(100, false, &reinvite);
+    assert!(r.drain().is_empty(), "nothing before its 2xx");
+    let ok = msg("SIP/2.0 200 OK", "mid", "9 INVITE", None, true, Some(&a_sdp));
+    r.feed(100, true, &ok);
+    let ev = r.drain();
+    let [CallEvent::Answered { caller, callee, at, .. }] = &ev[..] else { panic!("{ev:?}") };
+    assert_eq!(*at, t(100));
+    assert_eq!(caller.dn.as_deref(), Some("2001"));
+    assert_eq!(caller.media.as_ref().unwrap().addr, addr("192.0.2.20:5000"));
+    assert_eq!(callee.dn.as_deref(), Some("5551234"));
+    assert_eq!(callee.media.as_ref().unwrap().addr, addr("192.0.2.10:4000"));
+    assert_eq!(r.tr.stats().picked_up, 1);
+    // Its BYE ends it.
+    r.feed(200, true, &msg("BYE sip:2001@192.0.2.20 SIP/2.0", "mid", "3 BYE", Some("b1"), false, None));
+    assert!(matches!(r.drain()[..], [CallEvent::Ended { reason: EndReason::Bye, .. }]));
+    // A re-INVITE of a call that just ended, or one without SDP, picks up nothing.
+    r.feed(201, false, &msg("INVITE sip:5551234@192.0.2.10 SIP/2.0", "mid", "10 INVITE", None, true, Some(&b_sdp)));
+    r.feed(201, false, &msg("INVITE sip:5551234@192.0.2.10 SIP/2.0", "other", "4 INVITE", None, true, None));
+    r.feed(202, true, &msg("SIP/2.0 200 OK", "other", "4 INVITE", None, true, Some(&a_sdp)));
+    assert!(r.drain().is_empty());
+    assert_eq!(r.tr.stats().picked_up, 1);
+}
