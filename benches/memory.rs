@@ -78,9 +78,12 @@ fn main() {
     let t0 = Instant::now();
     let before_calls = live();
     let mut us = 0;
+    // heap added by each of INVITE, 180, 200, ACK (outputs included), summed over the calls
+    let mut by_msg = [0isize; 4];
     for c in &calls {
         us += 100;
-        for (a_to_b, bytes) in &c.setup {
+        for (i, (a_to_b, bytes)) in c.setup.iter().enumerate() {
+            let b0 = live();
             let (src, dst) = common::ends(*a_to_b);
             core.handle_sip(common::at(us), src, dst, bytes);
             while let Some(o) = core.poll_output() {
@@ -90,6 +93,7 @@ fn main() {
                     _ => {}
                 }
             }
+            by_msg[i] += live() - b0;
         }
     }
     let setup_secs = t0.elapsed().as_secs_f64();
@@ -133,6 +137,8 @@ fn main() {
         writer.insert(r.id(), r);
     }
     let writer_heap = live() - base;
+    // hashbrown: buckets are the next power of two above capacity * 8 / 7
+    let map_capacity = (writer.capacity() * 8 / 7).next_power_of_two();
     let failed = writer.values().filter(|r| r.is_failed()).count();
     let file_buffers = (n as usize - failed) * WRITE_BUFFER;
     // specs moved into the writer: their heap stays, so it is added to the writer side
@@ -159,14 +165,20 @@ fn main() {
     let row = |name: &str, b: isize| println!("{name:<58} {b:>12} {:>10.0}", per(b));
     row("control core (tracker + core + roles, per-call state)", control);
     row("flow table (2 flows per call)", flow_bytes);
-    row("writer: placement buffers (2 channel rings + dup slots)", placement_bytes);
-    row("writer: recording rest (spec, WAV state, map entry)", writer_rest);
+    row("writer: placement sample rings (heap, 2 channels)", placement_bytes);
+    row("writer: rest (spec, map slots with Recording inline)", writer_rest);
     let total = control + flow_bytes + placement_bytes + writer_rest;
     row("TOTAL outside file buffers", total);
-    row("  of which outside placement buffers", total - placement_bytes);
+    row("  of which outside the placement sample rings", total - placement_bytes);
     row("file buffers (BufWriter, excluded from the goal)", file_buffers as isize);
+    row("  control core: added by the INVITE (tracker, call, CTI name)", by_msg[0]);
+    row("  control core: added by the 180", by_msg[1]);
+    row("  control core: added by the 200 (roles' session, less spec)", by_msg[2] - spec_bytes);
+    row("  control core: added by the ACK", by_msg[3]);
     row("control core heap change after every call's BYE", after_bye);
-    println!("  (spec heap moved from core to writer: {:.0} bytes/call; size_of Recording {} B, Placement {} B; failed opens {failed})",
+    println!("  (spec heap moved from core to writer: {:.0} bytes/call; size_of Recording {} B (Placement {} B of it, inline);",
         per(spec_bytes), std::mem::size_of::<Recording>(), std::mem::size_of::<Placement>());
+    println!("   writer map: {} buckets of {} B for {n} recordings = {:.0} B/call; failed opens {failed})",
+        map_capacity, std::mem::size_of::<(RecordingId, Recording)>(), (map_capacity * std::mem::size_of::<(RecordingId, Recording)>()) as f64 / n as f64);
     println!("goal <= 8192 bytes/call: {}", if per(total) <= 8192.0 { "met" } else { "missed" });
 }
