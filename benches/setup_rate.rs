@@ -11,18 +11,22 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use callrec::control::core::ControlCore;
+use callrec::control::core::{ControlCore, Output};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-fn feed(core: &mut ControlCore, us: u64, msgs: &[(bool, Vec<u8>)]) {
+/// Feeds messages, drains the outputs; returns how many SIP messages the roles exchanged.
+fn feed(core: &mut ControlCore, us: u64, msgs: &[(bool, Vec<u8>)]) -> u32 {
+    let mut traced = 0;
     for (a_to_b, bytes) in msgs {
         let (src, dst) = common::ends(*a_to_b);
         core.handle_sip(common::at(us), src, dst, bytes);
         while let Some(o) = core.poll_output() {
+            traced += u32::from(matches!(o, Output::Trace(_)));
             std::hint::black_box(o);
         }
     }
+    traced
 }
 
 fn main() {
@@ -43,8 +47,11 @@ fn main() {
         let us = u64::from(n) * step_us;
         let c = common::call(n);
         let t0 = Instant::now();
-        feed(&mut core, us, &c.setup);
+        let traced = feed(&mut core, us, &c.setup);
         t_setup += t0.elapsed();
+        if n == 0 {
+            println!("(one setup: 4 SIP messages in, {traced} SIP messages between the roles)");
+        }
         if n + 1 == (concurrent as u32 + 1).min(calls) {
             // counting sessions walks them all: once, when the concurrency is first reached
             recorded = core.active_recordings() as u64;
@@ -53,8 +60,11 @@ fn main() {
         if live.len() > concurrent {
             if let Some((_, bye)) = live.pop_front() {
                 let t0 = Instant::now();
-                feed(&mut core, us + step_us / 2, &bye);
+                let traced = feed(&mut core, us + step_us / 2, &bye);
                 t_down += t0.elapsed();
+                if n_down == 0 && all_n_down == 0 {
+                    println!("(one teardown: 2 SIP messages in, {traced} SIP messages between the roles)");
+                }
                 n_down += 1;
             }
         }
