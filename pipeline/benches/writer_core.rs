@@ -150,11 +150,11 @@ fn main() {
         }
     };
     let stop_s = t_stop.elapsed().as_secs_f64();
-    let fs = std::process::Command::new("stat")
-        .args(["-f", "-c", "%T"])
+    let fs = std::process::Command::new("df")
+        .args(["--output=fstype"])
         .arg(&dir)
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().last().unwrap_or("").trim().to_string())
         .unwrap_or_default();
     let _ = std::fs::remove_dir_all(&dir);
     let pps = packets as f64 / rtp_s;
