@@ -17,7 +17,10 @@
 //! `burst`: dispatch as the design says, each burst's RTP moved into a writer's ring
 //! in one chunk (one ring commit per burst and writer instead of one push per packet; the
 //! dataplane does not do this yet); `small`: per-packet push as `dispatch`, into rings whose
-//! slots hold 176 bytes of RTP instead of `MAX_RTP_LEN` (an experiment on the slot size).
+//! slots hold 176 bytes of RTP instead of `MAX_RTP_LEN` (an experiment on the slot size);
+//! `copy`: each RTP item built as `dispatch` builds it but written into a local array of as
+//! many slots as a ring has, no other thread involved (the cost of the copy alone, without the
+//! cross-core transfer).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -135,6 +138,7 @@ enum Stage {
     Dispatch,
     Burst,
     Small,
+    Copy,
 }
 
 /// CPU seconds the calling thread has used.
@@ -208,8 +212,9 @@ fn main() {
         Some("rx") => Stage::Rx,
         Some("burst") => Stage::Burst,
         Some("small") => Stage::Small,
+        Some("copy") => Stage::Copy,
         Some(other) => {
-            eprintln!("pipeline_rate: unknown stage {other:?}: rx, classify, dispatch, burst or small");
+            eprintln!("pipeline_rate: unknown stage {other:?}: rx, classify, dispatch, burst, small or copy");
             std::process::exit(2);
         }
     };
@@ -261,6 +266,12 @@ fn main() {
     let cpu0 = thread_cpu();
     let end = start + Duration::from_secs(secs);
     let mut touched = 0u64;
+    let mut local: Vec<WriterMsg> = if stage == Stage::Copy {
+        (0..RING_SLOTS).map(|_| WriterMsg::Stop { recording: RecordingId(0), at: Timestamp(0) }).collect()
+    } else {
+        Vec::new()
+    };
+    let mut next_local = 0usize;
     while !stop.load(Ordering::Relaxed) {
         // The clock is read once per 256 bursts, off the measured cost.
         for _ in 0..256 {
@@ -285,6 +296,13 @@ fn main() {
                                 if let Some(ring) = rings.get_mut(t.writer as usize) {
                                     dispatch(ring, t, f.ts, d.payload, &mut c);
                                 }
+                            }
+                            (Class::Rtp(t), Stage::Copy) => {
+                                let len = d.payload.len().min(MAX_RTP_LEN);
+                                let mut item = RtpItem { recording: t.recording, channel: t.channel, ts: f.ts, len: len as u16, data: [0; MAX_RTP_LEN] };
+                                item.data[..len].copy_from_slice(&d.payload[..len]);
+                                local[next_local] = WriterMsg::Rtp(item);
+                                next_local = (next_local + 1) % RING_SLOTS;
                             }
                             (Class::Rtp(t), Stage::Small) => {
                                 if let Some(ring) = small_rings.get_mut(t.writer as usize) {
@@ -322,6 +340,7 @@ fn main() {
             sum = sum.wrapping_add(s);
         }
     }
+    touched += local.iter().filter(|m| matches!(m, WriterMsg::Rtp(_))).count() as u64;
     let accounted = c.sip + c.rtp + c.ring_full + c.unrecorded + c.rtcp + c.keepalive + c.not_rtp + c.oversize + c.not_udp + c.fragments;
     let what = match stage {
         Stage::Rx => "rx only",
@@ -329,6 +348,7 @@ fn main() {
         Stage::Dispatch => "rx+parse+classify+dispatch",
         Stage::Burst => "rx+parse+classify+dispatch in bursts",
         Stage::Small => "rx+parse+classify+dispatch into 176-byte slots",
+        Stage::Copy => "rx+parse+classify+item copied into a local array",
     };
     println!(
         "pipeline_rate: {} frames in {dt:.2} s wall, {cpu:.2} s rx-thread CPU: {:.2} Mpps per wall s, {:.2} Mpps per rx CPU s ({what}; {} flows, {writers} writer ring(s) drained on other cores; file {file})",
