@@ -155,6 +155,25 @@ fn main() {
     }
     let after_bye = live() - base;
     assert_eq!(core.active_recordings(), 0, "every recording stopped");
+    // 40 s later (capture time) the ended calls' Call-IDs have expired
+    let last = us + 100 * calls.len() as u64;
+    core.handle_timeout(common::at(last + 40_000_000));
+    while core.poll_output().is_some() {}
+    let after_expiry = live() - base;
+    // N more calls, one at a time, 10 ms apart: growth here would be a leak, not capacity
+    let base2 = live();
+    for i in 0..n {
+        let c = common::call(n + i);
+        let t = last + 40_000_000 + 10_000 * u64::from(i + 1);
+        for (a_to_b, bytes) in c.setup.iter().chain(c.teardown.iter()) {
+            let (src, dst) = common::ends(*a_to_b);
+            core.handle_sip(common::at(t), src, dst, bytes);
+            while core.poll_output().is_some() {}
+        }
+    }
+    core.handle_timeout(common::at(last + 40_000_000 + 10_000 * u64::from(n) + 40_000_000));
+    while core.poll_output().is_some() {}
+    let second_round = live() - base2;
     drop(writer);
     let _ = std::fs::remove_dir_all(&dir);
 
@@ -176,6 +195,8 @@ fn main() {
     row("  control core: added by the 200 (roles' session, less spec)", by_msg[2] - spec_bytes);
     row("  control core: added by the ACK", by_msg[3]);
     row("control core heap change after every call's BYE", after_bye);
+    row("control core heap change 40 s (capture time) after the BYEs", after_expiry);
+    row("control core heap change over N more calls, one at a time, then 40 s", second_round);
     println!("  (spec heap moved from core to writer: {:.0} bytes/call; size_of Recording {} B (Placement {} B of it, inline);",
         per(spec_bytes), std::mem::size_of::<Recording>(), std::mem::size_of::<Placement>());
     println!("   writer map: {} buckets of {} B for {n} recordings = {:.0} B/call; failed opens {failed})",
