@@ -39,7 +39,8 @@ fn main() {
     println!("control core: {calls} calls at {pace} calls/s of capture time, {concurrent} concurrent");
     println!("{:>16} {:>12} {:>10} {:>12} {:>10}", "calls", "setup us", "setups/s", "teardown us", "teardn/s");
     let mut core = common::core("/rec");
-    let mut live: VecDeque<(u32, Vec<(bool, Vec<u8>)>)> = VecDeque::new();
+    // the teardown messages of each live call, oldest first
+    let mut live: VecDeque<[(bool, Vec<u8>); 2]> = VecDeque::new();
     let (mut t_setup, mut t_down, mut n_down) = (Duration::ZERO, Duration::ZERO, 0u32);
     let (mut all_setup, mut all_down, mut all_n_down) = (Duration::ZERO, Duration::ZERO, 0u32);
     let mut recorded = 0u64;
@@ -56,9 +57,9 @@ fn main() {
             // counting sessions walks them all: once, when the concurrency is first reached
             recorded = core.active_recordings() as u64;
         }
-        live.push_back((n, c.teardown.to_vec()));
+        live.push_back(c.teardown);
         if live.len() > concurrent {
-            if let Some((_, bye)) = live.pop_front() {
+            if let Some(bye) = live.pop_front() {
                 let t0 = Instant::now();
                 let traced = feed(&mut core, us + step_us / 2, &bye);
                 t_down += t0.elapsed();

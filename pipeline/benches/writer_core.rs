@@ -124,7 +124,7 @@ fn main() {
                 item.channel = ch;
                 item.ts = Timestamp(at + ch.index() as u64 * 7_000);
                 item.data[2..4].copy_from_slice(&seq.to_be_bytes());
-                item.data[4..8].copy_from_slice(&(u32::from(tick) * 160).to_be_bytes());
+                item.data[4..8].copy_from_slice(&(tick * 160).to_be_bytes());
                 item.data[8..12].copy_from_slice(&(id * 2 + ch.index() as u32).to_be_bytes());
                 push(&mut tx, WriterMsg::Rtp(item));
             }
