@@ -233,6 +233,8 @@ fn main() {
         Ok(p) => p,
         Err(e) => {
             eprintln!("pipeline_rate: {e}");
+            // the EAL leaves its runtime directory behind on a failed start too
+            let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{prefix}"));
             std::process::exit(1);
         }
     };
