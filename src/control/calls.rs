@@ -223,6 +223,13 @@ pub struct CallTracker {
     by_id: HashMap<String, CallHandle>,
     /// Ended Call-IDs: (when, initial INVITE CSeq).
     recent: HashMap<String, (Timestamp, u32)>,
+    /// The same Call-IDs oldest first, so expiry costs only what expires.
+    recent_order: VecDeque<(Timestamp, String)>,
+    /// At or before the earliest call deadline (None: no call). Activity only moves deadlines
+    /// later, so a stale value just makes `handle_timeout` scan once more; scans are at least
+    /// a second of capture time apart, so timers cost nothing per packet burst however many
+    /// calls are tracked.
+    next_due: Option<Timestamp>,
     events: VecDeque<CallEvent>,
     next_serial: u32,
     stats: CallStats,
@@ -258,14 +265,19 @@ impl CallTracker {
         self.events.pop_front()
     }
 
-    /// When [`handle_timeout`](Self::handle_timeout) next has work.
+    /// When [`handle_timeout`](Self::handle_timeout) should next be called: at or before the
+    /// earliest call deadline (timers fire up to a second late, never early).
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        self.calls.iter().map(|(_, c)| self.deadline(c)).min()
+        self.next_due.filter(|_| !self.calls.is_empty())
     }
 
     /// Ends calls whose timers expired at `now` (reason Timeout, or Cancel for a cancelled
     /// call whose final response never showed).
     pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.expire_recent(now);
+        if self.next_due.is_none_or(|d| d > now) {
+            return;
+        }
         let expired: Vec<usize> = self
             .calls
             .iter()
@@ -279,8 +291,26 @@ impl CallTracker {
             };
             self.end(slot, now, reason);
         }
-        self.recent
-            .retain(|_, (t, _)| now.nanos_since(*t) < RECENT_NS as i64);
+        self.next_due = self
+            .calls
+            .iter()
+            .map(|(_, c)| self.deadline(c))
+            .min()
+            .map(|d| d.max(now.plus_nanos(1_000_000_000)));
+    }
+
+    /// Forgets ended Call-IDs older than [`RECENT_NS`].
+    fn expire_recent(&mut self, now: Timestamp) {
+        while let Some((t, id)) = self.recent_order.front() {
+            if now.nanos_since(*t) < RECENT_NS as i64 {
+                break;
+            }
+            // Only if not ended again since (a newer entry is further back in the queue).
+            if self.recent.get(id).is_some_and(|(rt, _)| rt == t) {
+                self.recent.remove(id);
+            }
+            self.recent_order.pop_front();
+        }
     }
 
     /// End of input: ends every call still tracked, with reason EndOfInput.
@@ -367,11 +397,8 @@ impl CallTracker {
                 return;
             }
         }
-        if self.recent.len() > 4096 {
-            // Bounded even if the driver never calls handle_timeout.
-            self.recent
-                .retain(|_, (t, _)| now.nanos_since(*t) < RECENT_NS as i64);
-        }
+        // Bounded even if the driver never calls handle_timeout.
+        self.expire_recent(now);
         let media = msg.sdp_body().and_then(first_audio);
         let late_offer = msg.sdp_body().is_none();
         if pickup {
@@ -421,6 +448,10 @@ impl CallTracker {
         };
         self.by_id.insert(msg.call_id.clone(), h);
         self.stats.calls += 1;
+        if let Some(c) = self.calls.get(slot) {
+            let d = self.deadline(c);
+            self.next_due = Some(self.next_due.map_or(d, |n| n.min(d)));
+        }
     }
 
     fn on_request(&mut self, now: Timestamp, h: CallHandle, src: SocketAddr, msg: &SipMessage) {
@@ -606,6 +637,7 @@ impl CallTracker {
         self.by_id.remove(&call.call_id);
         self.recent
             .insert(call.call_id.clone(), (now, call.invite_cseq));
+        self.recent_order.push_back((now, call.call_id.clone()));
         self.events.push_back(CallEvent::Ended {
             call: CallHandle {
                 slot: slot as u32,

@@ -595,7 +595,8 @@ fn timeouts_and_end_of_input() {
         Some(t(105)),
         "idle timer from the ACK at 5 s"
     );
-    // SIP in the call (an INFO) pushes the idle timer out.
+    // SIP in the call (an INFO) pushes the idle timer out: the tracker looks at 105 s, ends
+    // nothing, and names the new deadline.
     r.feed(
         50,
         true,
@@ -608,6 +609,9 @@ fn timeouts_and_end_of_input() {
             None,
         ),
     );
+    assert_eq!(r.tr.poll_timeout(), Some(t(105)), "a deadline only moves later: the old one is a safe early look");
+    r.tr.handle_timeout(t(105));
+    assert!(r.tr.poll_event().is_none());
     assert_eq!(r.tr.poll_timeout(), Some(t(150)));
     r.tr.end_all(t(60));
     let ev: Vec<_> = std::iter::from_fn(|| r.tr.poll_event()).collect();

@@ -60,6 +60,9 @@ pub struct McpRole {
     stride: u32,
     next_tag: u64,
     dialogs: HashMap<String, Dialog>,
+    /// Conf-ids of the dialogs held (a new INVITE for one in use is refused), kept beside
+    /// `dialogs` so the check does not walk every dialog.
+    conf_ids: std::collections::HashSet<String>,
     outbox: Vec<Transmit>,
     outputs: Vec<RoleOutput>,
 }
@@ -75,6 +78,7 @@ impl McpRole {
             stride: writers.max(1),
             next_tag: 1,
             dialogs: HashMap::new(),
+            conf_ids: Default::default(),
             outbox: Vec::new(),
             outputs: Vec::new(),
         }
@@ -122,6 +126,7 @@ impl McpRole {
                 if d.recording.is_some() {
                     self.stop(now, &mut d);
                 }
+                self.conf_ids.remove(d.conf_id.as_str());
                 let tag = d.local_tag.clone();
                 let bytes = response_to(msg, 200, "OK", Some(&tag)).finish();
                 self.outbox.push(Transmit {
@@ -152,7 +157,7 @@ impl McpRole {
             }
             Err(e) => return self.reply(msg, reply_to, 404, &format!("Not Found ({e})"), None),
         };
-        if self.dialogs.values().any(|d| d.conf_id == ruri.conf_id) {
+        if self.conf_ids.contains(ruri.conf_id.as_str()) {
             return self.reply(msg, reply_to, 486, "Busy Here (conf-id in use)", None);
         }
         let streams = match Streams::parse(msg, msg.header(HDR_CUSTOMER_DN).map(str::trim), msg.header(HDR_AGENT_DN).map(str::trim)) {
@@ -182,6 +187,7 @@ impl McpRole {
         };
         self.next_tag += 1;
         self.answer_sdp(msg, reply_to, &dialog);
+        self.conf_ids.insert(dialog.conf_id.to_string());
         self.dialogs.insert(msg.call_id.clone(), dialog);
     }
 

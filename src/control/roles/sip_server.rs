@@ -121,6 +121,10 @@ pub struct SipServerRole {
     next_branch: u64,
     sessions: BTreeMap<SessionId, Session>,
     outbox: Vec<Transmit>,
+    /// Session by the recording dialog's Call-ID and by conf-id: looked up per message and
+    /// per start, so setups cost the same with 10 or 10,000 recordings live.
+    by_call_id: std::collections::HashMap<String, SessionId>,
+    by_conf: std::collections::HashMap<String, SessionId>,
     /// Files named by a client (`id`, `dest`) this run.
     wav_paths: std::collections::HashSet<PathBuf>,
 }
@@ -139,6 +143,8 @@ impl SipServerRole {
             next_branch: 1,
             sessions: BTreeMap::new(),
             wav_paths: Default::default(),
+            by_call_id: Default::default(),
+            by_conf: Default::default(),
             outbox: Vec::new(),
         })
     }
@@ -172,9 +178,10 @@ impl SipServerRole {
             None => self.confs.next_id(),
         };
         if self
-            .sessions
-            .values()
-            .any(|s| s.conf_id == conf_id && s.state != State::Closed)
+            .by_conf
+            .get(conf_id.as_str())
+            .and_then(|id| self.sessions.get(id))
+            .is_some_and(|s| s.state != State::Closed)
         {
             return Err(RoleError::ConfIdInUse(conf_id.to_string()));
         }
@@ -255,6 +262,8 @@ impl SipServerRole {
             to: self.rm_addr.clone(),
             bytes,
         });
+        self.by_call_id.insert(session.call_id.clone(), id);
+        self.by_conf.insert(session.conf_id.to_string(), id);
         self.sessions.insert(id, session);
         Ok(id)
     }
@@ -365,7 +374,7 @@ impl SipServerRole {
         if code < 200 {
             return;
         }
-        let Some((&id, _)) = self.sessions.iter().find(|(_, s)| s.call_id == msg.call_id) else {
+        let Some(&id) = self.by_call_id.get(&msg.call_id) else {
             tracing::warn!(call_id = %msg.call_id, "response for an unknown recording dialog");
             return;
         };
@@ -421,7 +430,12 @@ impl SipServerRole {
             }
         }
         if s.state == State::Closed {
-            self.sessions.remove(&id);
+            if let Some(s) = self.sessions.remove(&id) {
+                self.by_call_id.remove(&s.call_id);
+                if self.by_conf.get(s.conf_id.as_str()) == Some(&id) {
+                    self.by_conf.remove(s.conf_id.as_str());
+                }
+            }
         }
         match (error, step) {
             (Some(e), _) => Err(e),
