@@ -214,6 +214,11 @@ pub struct ControlCore {
     regs: Registrations,
     agents: Agents,
     cti: CtiConfig,
+    /// Dialogs that had a RouteCall recording waiting (`pending_route`), so an answer looks
+    /// at those only.
+    routed: Vec<CallHandle>,
+    /// Indexes over `calls` for following calls across dialogs.
+    links: follow::Links,
     /// Redirected INVITEs waiting for the caller's next try.
     redirects: Vec<follow::Redirect>,
     /// Recording ids (`Extensions.id`) used this run: a reused one would overwrite its file.
@@ -253,6 +258,8 @@ impl ControlCore {
             cti: cfg.config.cti.clone(),
             used_ids: HashSet::new(),
             redirects: Vec::new(),
+            links: follow::Links::default(),
+            routed: Vec::new(),
             out_dir: cfg.out_dir,
             out: VecDeque::new(),
             counters: ControlCounters::default(),
@@ -373,6 +380,10 @@ impl ControlCore {
         let evs = call_events(&self.regs, &call, CallNote::Ringing);
         self.out.extend(evs);
         self.by_conn.entry(conn_id).or_insert(h);
+        self.links.add(h, &call);
+        if call.pending_route.is_some() {
+            self.routed.push(h);
+        }
         self.calls.insert(h, call);
     }
 
@@ -408,6 +419,7 @@ impl ControlCore {
                 CallEvent::Ended { call, .. } => {
                     self.counters.calls_ended += 1;
                     let Some(mut c) = self.calls.remove(&call) else { continue };
+                    self.links.remove(call, &c);
                     self.leave_legs(now, call, &c);
                     if let Some(rec) = c.recording.take() {
                         if let Some(rec) = self.hand_over(now, &c, rec) {
@@ -422,7 +434,7 @@ impl ControlCore {
                     }
                     if self.by_conn.get(&c.conn_id) == Some(&call) {
                         let next = self.recording_home(&c.conn_id).or_else(|| {
-                            self.calls.iter().filter(|(_, o)| o.conn_id == c.conn_id).max_by_key(|(_, o)| o.seq).map(|(k, _)| *k)
+                            self.links.members(&c.conn_id).iter().copied().filter(|k| self.calls.contains_key(k)).max_by_key(|k| self.calls.get(k).map(|o| o.seq))
                         });
                         match next {
                             Some(k) => self.by_conn.insert(c.conn_id.clone(), k),
@@ -534,6 +546,8 @@ impl ControlCore {
                     });
                     c.pending_route = None;
                     self.by_conn.insert(c.conn_id.clone(), h);
+                    let agent_dn = if customer_is_caller { c.callee.dn.clone() } else { c.caller.dn.clone() };
+                    self.links.note_home(h, agent_dn.as_deref());
                 }
                 Ok(conf_id)
             }

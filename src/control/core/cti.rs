@@ -170,6 +170,9 @@ impl ControlCore {
         };
         if let Some(c) = self.calls.get_mut(&h) {
             c.pending_route = Some(pending);
+            if !self.routed.contains(&h) {
+                self.routed.push(h);
+            }
         }
         self.try_route(now, h);
         Ok(answer)
@@ -225,10 +228,13 @@ impl ControlCore {
     }
 
     /// Calls whose pending `source` route waits for call `x`.
-    pub(super) fn routes_waiting_for(&self, x: CallHandle) -> Vec<CallHandle> {
+    pub(super) fn routes_waiting_for(&mut self, x: CallHandle) -> Vec<CallHandle> {
+        let calls = &self.calls;
+        self.routed.retain(|k| calls.get(k).is_some_and(|c| c.pending_route.is_some()));
         let mut v: Vec<(u64, CallHandle)> = self
-            .calls
+            .routed
             .iter()
+            .filter_map(|k| self.calls.get(k).map(|c| (k, c)))
             .filter(|(k, c)| {
                 **k != x
                     && matches!(&c.pending_route, Some(PendingRoute::Source(dn)) if self.source_target(**k, dn) == Some(x))

@@ -18,6 +18,7 @@ use crate::control::sip::ReferTarget;
 use crate::control::triggers::TriggerKind;
 use callrec_pipeline::writer::MAX_SOURCES;
 use callrec_pipeline::Timestamp;
+use std::collections::HashMap;
 
 /// How long a REFER or a redirect waits for the INVITE it asks for: 64*T1, as long as an
 /// INVITE transaction lives.
@@ -41,6 +42,89 @@ pub(crate) struct Redirect {
     contact_user: Option<String>,
     conn_id: String,
     pending_route: Option<PendingRoute>,
+}
+
+/// Indexes over the live dialogs, so following a call costs the same with 10 or 10,000 calls
+/// tracked (no walk over every call per message).
+#[derive(Default)]
+pub(crate) struct Links {
+    /// The dialogs of each call (ConnectionID).
+    members: HashMap<String, Vec<CallHandle>>,
+    /// Dialogs with a REFER waiting for its INVITE.
+    refers: Vec<CallHandle>,
+    /// Dialogs to each conference focus (`user@host`).
+    focus: HashMap<String, Vec<CallHandle>>,
+    /// Dialogs placed by the recorded agent of a dialog (consultations, three-way legs).
+    consults: HashMap<CallHandle, Vec<CallHandle>>,
+    /// Dialogs that got a recording, by the DN of their agent side (checked when read: the
+    /// recording may have moved on since).
+    agent_homes: HashMap<String, Vec<CallHandle>>,
+}
+
+fn push(map: &mut HashMap<String, Vec<CallHandle>>, key: &str, h: CallHandle) {
+    let v = map.entry(key.to_string()).or_default();
+    if !v.contains(&h) {
+        v.push(h);
+    }
+}
+
+fn pull(map: &mut HashMap<String, Vec<CallHandle>>, key: &str, h: CallHandle) {
+    if let Some(v) = map.get_mut(key) {
+        v.retain(|k| *k != h);
+        if v.is_empty() {
+            map.remove(key);
+        }
+    }
+}
+
+impl Links {
+    /// A new dialog of call `conn_id`.
+    pub fn add(&mut self, h: CallHandle, c: &LiveCall) {
+        push(&mut self.members, &c.conn_id, h);
+        if let Some(home) = c.consult_of {
+            let v = self.consults.entry(home).or_default();
+            v.push(h);
+        }
+    }
+
+    /// Dialog `h` (already out of `calls`) is gone.
+    pub fn remove(&mut self, h: CallHandle, c: &LiveCall) {
+        pull(&mut self.members, &c.conn_id, h);
+        self.refers.retain(|k| *k != h);
+        if let Some(f) = &c.focus {
+            pull(&mut self.focus, f, h);
+        }
+        if let Some(home) = c.consult_of {
+            if let Some(v) = self.consults.get_mut(&home) {
+                v.retain(|k| *k != h);
+                if v.is_empty() {
+                    self.consults.remove(&home);
+                }
+            }
+        }
+        self.consults.remove(&h);
+        for dn in [&c.caller.dn, &c.callee.dn].into_iter().flatten() {
+            pull(&mut self.agent_homes, dn, h);
+        }
+    }
+
+    /// Dialog `h` holds a recording whose agent side is `dn`.
+    pub fn note_home(&mut self, h: CallHandle, dn: Option<&str>) {
+        if let Some(dn) = dn {
+            push(&mut self.agent_homes, dn, h);
+        }
+    }
+
+    /// Dialog `h` moves from call `old` to call `new`.
+    fn regroup(&mut self, h: CallHandle, old: &str, new: &str) {
+        pull(&mut self.members, old, h);
+        push(&mut self.members, new, h);
+    }
+
+    /// The dialogs of call `conn_id`.
+    pub fn members(&self, conn_id: &str) -> &[CallHandle] {
+        self.members.get(conn_id).map(Vec::as_slice).unwrap_or(&[])
+    }
 }
 
 /// How a new dialog joins an existing call.
@@ -79,6 +163,9 @@ impl ControlCore {
         let referee = if by_caller { c.callee.clone() } else { c.caller.clone() };
         tracing::debug!(call_id = %c.call_id, target = ?target.target, "REFER: waiting for the transfer's INVITE");
         c.refer = Some(PendingRefer { referee, target, at });
+        if !self.links.refers.contains(&h) {
+            self.links.refers.push(h);
+        }
     }
 
     /// A 3xx to dialog `h`'s INVITE: the caller's next INVITE continues the call.
@@ -102,10 +189,14 @@ impl ControlCore {
         let (replaces, target) = (new.replaces.clone(), new.request_target.clone());
         let call_id = new.call_id.clone();
         // The INVITE a REFER asked for: from the REFER's recipient, to its target.
+        let calls = &self.calls;
+        self.links.refers.retain(|k| calls.get(k).is_some_and(|c| c.refer.as_ref().is_some_and(|r| within(now, r.at))));
         let by_refer = self
-            .calls
+            .links
+            .refers
             .iter()
-            .filter_map(|(k, c)| Some((*k, c, c.refer.as_ref()?)))
+            .filter_map(|k| calls.get(k).map(|c| (*k, c)))
+            .filter_map(|(k, c)| Some((k, c, c.refer.as_ref()?)))
             .filter(|(_, _, r)| within(now, r.at) && same_party(&r.referee, &caller))
             .filter(|(_, _, r)| {
                 (r.target.user.is_some() && r.target.user == callee_dn)
@@ -117,6 +208,7 @@ impl ControlCore {
             if let Some(c) = self.calls.get_mut(&k) {
                 c.refer = None;
             }
+            self.links.refers.retain(|r| *r != k);
             return Some(Link { from: Some(k), conn_id, pending_route: None });
         }
         // INVITE with Replaces: it takes the named dialog's place.
@@ -137,11 +229,13 @@ impl ControlCore {
         // Another party joining a conference focus one of our calls talks to.
         let t = target?;
         let (k, c) = self
-            .calls
+            .links
+            .focus
+            .get(&t)?
             .iter()
-            .filter(|(_, c)| c.focus.as_deref() == Some(t.as_str()))
+            .filter_map(|k| self.calls.get(k).map(|c| (*k, c)))
             .max_by_key(|(_, c)| (self.recording_home(&c.conn_id).is_some(), c.seq))?;
-        Some(Link { from: Some(*k), conn_id: c.conn_id.clone(), pending_route: None })
+        Some(Link { from: Some(k), conn_id: c.conn_id.clone(), pending_route: None })
     }
 
     /// For a new dialog `h` that continues no call: the recorded call whose agent-side party
@@ -149,24 +243,25 @@ impl ControlCore {
     /// mixes), if any.
     pub(super) fn consultation_of(&self, h: CallHandle) -> Option<CallHandle> {
         let new = self.tracker.call(h)?;
-        self.calls
+        let dn = new.caller.dn.as_deref()?;
+        self.links
+            .agent_homes
+            .get(dn)?
             .iter()
+            .filter_map(|k| self.calls.get(k).map(|c| (*k, c)))
             .filter(|(_, c)| c.established && c.focus.is_none())
             .find(|(_, c)| {
                 c.recording.as_ref().is_some_and(|r| {
                     let agent = if r.customer_is_caller { &c.callee } else { &c.caller };
-                    agent.dn.is_some() && agent.dn == new.caller.dn
+                    agent.dn.as_deref() == Some(dn)
                 })
             })
-            .map(|(k, _)| *k)
+            .map(|(k, _)| k)
     }
 
     /// The live dialog of call `conn_id` that holds its recording.
     pub(super) fn recording_home(&self, conn_id: &str) -> Option<CallHandle> {
-        self.calls
-            .iter()
-            .find(|(_, c)| c.conn_id == conn_id && c.recording.is_some())
-            .map(|(k, _)| *k)
+        self.links.members(conn_id).iter().copied().find(|k| self.calls.get(k).is_some_and(|c| c.recording.is_some()))
     }
 
     /// Whether `dn` is an agent whose calls are recorded (Extension DN or logged-in agent).
@@ -181,6 +276,9 @@ impl ControlCore {
         let focus = self.tracker.call(h).filter(|c| c.callee_focus).and_then(|c| c.request_target.clone());
         let Some(c) = self.calls.get_mut(&h) else { return false };
         c.focus = focus.clone();
+        if let Some(f) = &focus {
+            push(&mut self.links.focus, f, h);
+        }
         // A recording handed over while this dialog rang.
         if let Some(rec) = c.recording.as_mut().filter(|r| r.awaiting_answer) {
             rec.awaiting_answer = false;
@@ -224,7 +322,9 @@ impl ControlCore {
             let other_dn = other.dn.clone();
             let agent_stays_in = |this: &ControlCore| {
                 focus.as_ref().is_some_and(|f| {
-                    this.calls.values().any(|l| l.focus.as_ref() == Some(f) && (l.caller.dn.as_deref() == Some(&rec_dn)))
+                    this.links.focus.get(f).is_some_and(|v| {
+                        v.iter().any(|k| this.calls.get(k).is_some_and(|l| l.caller.dn.as_deref() == Some(&rec_dn)))
+                    })
                 })
             };
             let follows = !rec_agent_side
@@ -294,7 +394,9 @@ impl ControlCore {
         }
         let established = c.established;
         rec.awaiting_answer = !established;
+        let agent_dn = if customer_is_caller { c.callee.dn.clone() } else { c.caller.dn.clone() };
         c.recording = Some(rec);
+        self.links.note_home(to, agent_dn.as_deref());
         self.by_conn.insert(c.conn_id.clone(), to);
         if established {
             if self.calls.get(&to).is_some_and(|c| c.focus.is_some()) {
@@ -311,11 +413,11 @@ impl ControlCore {
         let Some(hc) = self.calls.get(&home) else { return };
         let (Some(f), conn_id) = (hc.focus.clone(), hc.conn_id.clone()) else { return };
         let legs: Vec<CallHandle> = self
-            .calls
-            .iter()
-            .filter(|(k, c)| **k != home && c.established && c.focus.as_ref() == Some(&f))
-            .map(|(k, _)| *k)
-            .collect();
+            .links
+            .focus
+            .get(&f)
+            .map(|v| v.iter().copied().filter(|k| *k != home && self.calls.get(k).is_some_and(|c| c.established)).collect())
+            .unwrap_or_default();
         for leg in &legs {
             if let Some(l) = self.calls.get_mut(leg) {
                 if l.conn_id != conn_id {
@@ -323,6 +425,7 @@ impl ControlCore {
                     if self.by_conn.get(&old) == Some(leg) {
                         self.by_conn.remove(&old);
                     }
+                    self.links.regroup(*leg, &old, &conn_id);
                 }
             }
             self.note_call_id(home, *leg);
@@ -346,9 +449,11 @@ impl ControlCore {
     pub(super) fn hand_over(&mut self, now: Timestamp, gone: &LiveCall, rec: Recorded) -> Option<Recorded> {
         let customer = if rec.customer_is_caller { &gone.caller } else { &gone.callee };
         let successor = self
-            .calls
+            .links
+            .members(&gone.conn_id)
             .iter()
-            .filter(|(_, c)| c.conn_id == gone.conn_id && c.recording.is_none())
+            .filter_map(|k| self.calls.get(k).map(|c| (k, c)))
+            .filter(|(_, c)| c.recording.is_none())
             .filter_map(|(k, c)| {
                 let cust_is_caller = if same_party(&c.caller, customer) {
                     true
@@ -372,15 +477,15 @@ impl ControlCore {
     /// Dialog `gone` ended: if it was an agent's leg of a conference recording, that agent
     /// leaves it (and an agent-side recording of that agent stops, unless it is still there).
     pub(super) fn leave_legs(&mut self, now: Timestamp, gone: CallHandle, gone_call: &LiveCall) {
+        // Legs and former agents share the call (ConnectionID) of the recording they feed.
         let homes: Vec<CallHandle> = self
-            .calls
-            .iter()
-            .filter(|(_, c)| {
-                c.recording
-                    .as_ref()
-                    .is_some_and(|r| r.agent_legs.iter().chain(&r.former).any(|(k, _)| *k == gone))
+            .recording_home(&gone_call.conn_id)
+            .filter(|home| {
+                self.calls.get(home).and_then(|c| c.recording.as_ref()).is_some_and(|r| {
+                    r.agent_legs.iter().chain(&r.former).any(|(k, _)| *k == gone)
+                })
             })
-            .map(|(k, _)| *k)
+            .into_iter()
             .collect();
         for home in homes {
             let mut stop = false;
@@ -466,9 +571,13 @@ impl ControlCore {
         let mut present_dns: Vec<String> = if held {
             Vec::new()
         } else {
-            self.calls
-                .values()
-                .filter(|l| l.consult_of == Some(home) && l.established && l.focus.is_none())
+            self.links
+                .consults
+                .get(&home)
+                .into_iter()
+                .flatten()
+                .filter_map(|k| self.calls.get(k))
+                .filter(|l| l.established && l.focus.is_none())
                 .filter_map(|l| l.callee.dn.clone())
                 .collect()
         };
