@@ -9,6 +9,7 @@
 use crate::config::Config;
 use crate::control::core::{ControlConfig, ControlCore, ControlCounters, CtiClient, Output};
 use crate::cti::protocol::Event;
+use crate::linger::{Lingering, StopLinger};
 use crate::stats::Snapshot;
 use crate::trace::SipTrace;
 use callrec_pipeline::classify::{Class, Classifier, Counters};
@@ -107,6 +108,7 @@ pub struct Dataplane {
     writers: Vec<JoinHandle<WriterReport>>,
     trace: Option<SipTrace>,
     ring_full: RingFull,
+    linger: StopLinger,
 }
 
 impl Dataplane {
@@ -146,6 +148,7 @@ impl Dataplane {
             writers,
             trace,
             ring_full: RingFull::Wait,
+            linger: StopLinger::new(),
         })
     }
 
@@ -202,19 +205,43 @@ impl Dataplane {
         }
     }
 
-    /// Runs the control core's timers due at `now`; call once per burst.
+    /// Runs the control core's timers due at `now` and ends the stop lingers due by then;
+    /// call once per burst.
     pub fn tick(&mut self, now: Timestamp, cti: &mut dyn CtiSink) {
         if self.control.poll_timeout().is_some_and(|t| t <= now) {
             self.control.handle_timeout(now);
             self.drain(cti);
         }
+        if self.linger.next_due().is_some_and(|t| t <= now) {
+            while let Some(l) = self.linger.pop_due(now) {
+                self.end_linger(l);
+            }
+        }
     }
 
-    /// Applies everything the control core asked for.
+    /// Stops lingering now.
+    pub fn lingering(&self) -> usize {
+        self.linger.len()
+    }
+
+    /// Removes a lingering recording's flows (those still its own) and sends its `Stop`.
+    fn end_linger(&mut self, l: Lingering) {
+        StopLinger::end(&l, &mut self.flows, &mut |_| {});
+        match self.rings.get_mut(l.writer as usize) {
+            Some(ring) => push_waiting(ring, WriterMsg::Stop { recording: l.recording, at: l.at }),
+            None => tracing::error!(writer = l.writer, "control core named a writer that does not exist"),
+        }
+    }
+
+    /// Applies everything the control core asked for; a recording's stop and the removal of
+    /// its flows linger (see [`crate::linger`]).
     pub fn drain(&mut self, cti: &mut dyn CtiSink) {
         while let Some(out) = self.control.poll_output() {
             match out {
-                Output::Flow(u) => self.flows.apply(u),
+                Output::Flow(u) => self.linger.flow(u, &mut self.flows, &mut |_| {}),
+                Output::Writer { writer, msg: WriterMsg::Stop { recording, at } } => {
+                    self.linger.stop(writer, recording, at)
+                }
                 Output::Writer { writer, msg } => match self.rings.get_mut(writer as usize) {
                     Some(ring) => push_waiting(ring, msg),
                     None => tracing::error!(writer, "control core named a writer that does not exist"),
@@ -227,12 +254,17 @@ impl Dataplane {
                 Output::Cti { client, event } => cti.send(client, &event),
             }
         }
+        self.linger.end_of_drain(&mut self.flows, &mut |_| {});
     }
 
     /// Ends every call at `now`, finalizes every recording, stops the writers.
     pub fn finish(mut self, now: Timestamp, cti: &mut dyn CtiSink) -> Summary {
         self.control.finish(now);
         self.drain(cti);
+        // The input has ended: nothing more can arrive for a lingering recording.
+        while let Some(l) = self.linger.pop_all() {
+            self.end_linger(l);
+        }
         if let Some(t) = self.trace.as_mut() {
             t.flush();
         }

@@ -6,6 +6,7 @@ pub mod config;
 pub mod control;
 pub mod cti;
 pub mod dataplane;
+pub mod linger;
 pub mod replay;
 pub mod run;
 pub mod stats;
