@@ -10,4 +10,5 @@ pub mod linger;
 pub mod replay;
 pub mod run;
 pub mod stats;
+pub mod threaded;
 pub mod trace;
