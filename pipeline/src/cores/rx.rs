@@ -7,9 +7,9 @@
 //! reach classify (on any rx core) a few hundred microseconds before the flow's install
 //! does. Each linked rx core therefore keeps the last [`RECENT_SLOTS`] RTP-shaped datagrams
 //! that matched no flow; an install delivers those of its flow seen since the SIP message that
-//! caused it, in arrival order, before anything newer. Only a flow whose install takes longer
-//! than that window (at line rate, a few hundred packets of other traffic) misses its first
-//! packets.
+//! caused it (less a slack, [`RECENT_SLACK_NS`]), in arrival order, before anything newer. Only
+//! a flow whose install takes longer than that window (at line rate, a few hundred packets of
+//! other traffic) misses its first packets.
 
 use crate::classify::{Class, Classifier, Counters, Unwanted};
 use crate::cores::link::{RxLink, SipDatagram};
@@ -27,6 +27,12 @@ const REASSEMBLY_SLOTS: usize = 64;
 const REASSEMBLY_TIMEOUT_NS: u64 = 30_000_000_000;
 /// Unmatched RTP-shaped datagrams a linked rx core remembers for late installs.
 pub const RECENT_SLOTS: usize = 256;
+/// How much earlier than the install's SIP message a remembered packet may be stamped and
+/// still be delivered. Rx cores stamp independently (a poll-mode driver stamps at read time,
+/// so a core that was descheduled stamps late), so a packet sent after the 200 OK can carry an
+/// earlier time than the 200 OK read on another core. One 20 ms packet of early media at most
+/// gets in through this slack.
+pub const RECENT_SLACK_NS: u64 = 20_000_000;
 /// Updates applied per burst at most (the rest wait for the next burst).
 const UPDATES_PER_BURST: usize = 1024;
 
@@ -261,7 +267,7 @@ impl Recent {
         for k in 0..RECENT_SLOTS {
             let i = (self.next + k) % RECENT_SLOTS;
             let m = self.meta[i];
-            if m.len == 0 || m.ts < since || flows.lookup(m.src, m.dst) != Some(target) {
+            if m.len == 0 || m.ts.0 < since.0.saturating_sub(RECENT_SLACK_NS) || flows.lookup(m.src, m.dst) != Some(target) {
                 continue;
             }
             self.meta[i].len = 0;
