@@ -199,14 +199,44 @@ fn deliver(
     }
 }
 
-/// Copies one RTP packet into a writer's ring.
+/// Copies one RTP packet into a writer's ring, waiting while the ring is full (see
+/// [`RingFull`]). The item is built in its ring slot: a 1 KiB `RtpItem` built on the stack
+/// and then moved in would be written twice.
 #[inline]
 pub fn push_rtp(ring: &mut rtrb::Producer<WriterMsg>, target: FlowTarget, ts: Timestamp, payload: &[u8]) {
     debug_assert!(payload.len() <= MAX_RTP_LEN, "classify drops oversize RTP");
     let len = payload.len().min(MAX_RTP_LEN);
-    let mut item = RtpItem { recording: target.recording, channel: target.channel, ts, len: len as u16, data: [0; MAX_RTP_LEN] };
-    item.data[..len].copy_from_slice(&payload[..len]);
-    push_waiting(ring, WriterMsg::Rtp(item));
+    loop {
+        match ring.write_chunk_uninit(1) {
+            Ok(mut chunk) => {
+                let (first, _) = chunk.as_mut_slices();
+                if let Some(slot) = first.first_mut() {
+                    let msg = slot.write(WriterMsg::Rtp(RtpItem {
+                        recording: target.recording,
+                        channel: target.channel,
+                        ts,
+                        len: len as u16,
+                        data: [0; MAX_RTP_LEN],
+                    }));
+                    if let WriterMsg::Rtp(item) = msg {
+                        item.data[..len].copy_from_slice(&payload[..len]);
+                    }
+                }
+                // SAFETY: a chunk of one slot has it in its first slice (rtrb splits only at the
+                // ring's end, and a one-slot chunk cannot straddle it), and that slot was just
+                // written: every slot of the chunk is initialised.
+                unsafe { chunk.commit_all() };
+                return;
+            }
+            Err(_) => {
+                if ring.is_abandoned() {
+                    tracing::error!("a writer thread is gone; dropping its input");
+                    return;
+                }
+                std::thread::yield_now();
+            }
+        }
+    }
 }
 
 /// Pushes, waiting while the ring is full (capture files; control messages).
