@@ -11,7 +11,7 @@
 use crate::config::Config;
 use crate::control::core::{ControlConfig, ControlCore, ControlCounters, CtiClient, Output};
 use crate::cti::protocol::Event;
-use crate::linger::{Lingering, StopLinger};
+use crate::linger::{is_bye, Lingering, StopLinger};
 use crate::stats::Snapshot;
 use crate::trace::SipTrace;
 use callrec_pipeline::classify::Counters;
@@ -134,8 +134,9 @@ impl Dataplane {
     #[inline]
     pub fn frame(&mut self, frame: &Frame<'_>, cti: &mut dyn CtiSink) {
         if let Some(d) = self.rx.frame(frame) {
+            let bye = is_bye(d.payload);
             self.control.handle_sip(frame.ts, d.src, d.dst, d.payload);
-            self.drain(cti);
+            self.drain_after(cti, bye);
         }
     }
 
@@ -167,14 +168,21 @@ impl Dataplane {
         }
     }
 
-    /// Applies everything the control core asked for; a recording's stop and the removal of
-    /// its flows linger (see [`crate::linger`]).
+    /// Applies everything the control core asked for (after anything but a BYE).
     pub fn drain(&mut self, cti: &mut dyn CtiSink) {
+        self.drain_after(cti, false);
+    }
+
+    /// Applies everything the control core asked for; after a BYE (`bye`), a recording's stop
+    /// and the removal of its flows linger (see [`crate::linger`]).
+    fn drain_after(&mut self, cti: &mut dyn CtiSink, bye: bool) {
         while let Some(out) = self.control.poll_output() {
             match out {
                 Output::Flow(u) => self.linger.flow(u, self.rx.flows_mut(), &mut |_| {}),
                 Output::Writer { writer, msg: WriterMsg::Stop { recording, at } } => {
-                    self.linger.stop(writer, recording, at)
+                    if let Some(now) = self.linger.stop(writer, recording, at, bye) {
+                        self.end_linger(now);
+                    }
                 }
                 Output::Writer { writer, msg } => match self.rx.rings_mut().get_mut(writer as usize) {
                     Some(ring) => push_waiting(ring, msg),

@@ -12,6 +12,9 @@
 //! at that recording: an install of the same key for another recording meanwhile wins) and
 //! sends the `Stop`. Nothing here runs per packet: the driver asks [`StopLinger::next_due`]
 //! once per burst.
+//!
+//! Only a BYE's stop lingers: a stop mid-call (CTI, a routing rule, a timer) must end the file
+//! where it was asked for, while the streams go on.
 
 use callrec_pipeline::flow::{FlowKey, FlowTable, FlowUpdate, RecordingId};
 use callrec_pipeline::Timestamp;
@@ -73,8 +76,11 @@ impl StopLinger {
         }
     }
 
-    /// A `Stop` output: it lingers, with the pending removals of its recording.
-    pub fn stop(&mut self, writer: u16, recording: RecordingId, at: Timestamp) {
+    /// A `Stop` output, with the pending removals of its recording. When `linger` (the stop
+    /// comes from a BYE: the streams end, their tail is in flight) it lingers and `None` is
+    /// returned; otherwise (a stop mid-call, by CTI or a timer: the streams go on and the file
+    /// must end here) it is returned for the caller to end at once with [`StopLinger::end`].
+    pub fn stop(&mut self, writer: u16, recording: RecordingId, at: Timestamp, linger: bool) -> Option<Lingering> {
         let mut removes = Vec::new();
         self.pending.retain(|(k, r)| {
             let ours = *r == Some(recording);
@@ -83,7 +89,12 @@ impl StopLinger {
             }
             !ours
         });
-        self.queue.push_back(Lingering { writer, recording, at, due: at.plus_nanos(STOP_LINGER_NS), removes });
+        let l = Lingering { writer, recording, at, due: at.plus_nanos(if linger { STOP_LINGER_NS } else { 0 }), removes };
+        if !linger {
+            return Some(l);
+        }
+        self.queue.push_back(l);
+        None
     }
 
     /// The end of a drain: applies the removals no stop claimed, in order.
@@ -137,6 +148,11 @@ impl StopLinger {
     }
 }
 
+/// True for a SIP BYE request: the message whose recording stops linger.
+pub fn is_bye(sip: &[u8]) -> bool {
+    sip.starts_with(b"BYE ")
+}
+
 fn apply(table: &mut FlowTable, u: FlowUpdate, applied: &mut dyn FnMut(FlowUpdate)) {
     table.apply(u);
     applied(u);
@@ -170,7 +186,7 @@ mod tests {
         l.flow(FlowUpdate::Install(key(2), target(7)), &mut t, &mut log);
         l.flow(FlowUpdate::Remove(key(1)), &mut t, &mut log);
         l.flow(FlowUpdate::Remove(key(2)), &mut t, &mut log);
-        l.stop(0, RecordingId(7), ms(1000));
+        assert!(l.stop(0, RecordingId(7), ms(1000), true).is_none());
         l.end_of_drain(&mut t, &mut log);
         assert_eq!((hit(&t, key(1)), hit(&t, key(2))), (Some(7), Some(7)), "tail packets still reach the recording");
         assert_eq!(l.next_due(), Some(ms(1300)));
@@ -202,6 +218,22 @@ mod tests {
         assert!(l.is_empty());
     }
 
+    /// A stop mid-call (CTI, timer: not a BYE) does not linger: it comes back at once with its
+    /// removals, which end applies.
+    #[test]
+    fn a_stop_that_is_not_a_bye_ends_at_once() {
+        let (mut t, mut l) = (FlowTable::new(), StopLinger::new());
+        let mut none = |_| {};
+        l.flow(FlowUpdate::Install(key(1), target(7)), &mut t, &mut none);
+        l.flow(FlowUpdate::Remove(key(1)), &mut t, &mut none);
+        let now = l.stop(0, RecordingId(7), ms(500), false).expect("not lingering");
+        assert_eq!((now.at, now.removes.as_slice()), (ms(500), &[key(1)][..]));
+        StopLinger::end(&now, &mut t, &mut none);
+        l.end_of_drain(&mut t, &mut none);
+        assert!(t.is_empty() && l.is_empty());
+        assert!(is_bye(b"BYE sip:a@b SIP/2.0\r\n") && !is_bye(b"SIP/2.0 200 OK\r\nCSeq: 2 BYE\r\n"));
+    }
+
     /// An install of the key for another recording during the linger wins over the late
     /// removal; a second recording's stop does not take the first one's flows.
     #[test]
@@ -211,9 +243,9 @@ mod tests {
         l.flow(FlowUpdate::Install(key(1), target(7)), &mut t, &mut none);
         l.flow(FlowUpdate::Install(key(3), target(8)), &mut t, &mut none);
         l.flow(FlowUpdate::Remove(key(1)), &mut t, &mut none);
-        l.stop(0, RecordingId(7), ms(0));
+        assert!(l.stop(0, RecordingId(7), ms(0), true).is_none());
         l.end_of_drain(&mut t, &mut none);
-        l.stop(0, RecordingId(8), ms(100));
+        assert!(l.stop(0, RecordingId(8), ms(100), true).is_none());
         l.end_of_drain(&mut t, &mut none);
         l.flow(FlowUpdate::Install(key(1), target(9)), &mut t, &mut none);
         let first = l.pop_due(ms(350)).expect("7 due");

@@ -16,7 +16,7 @@
 use crate::control::core::{ControlCore, Output};
 use crate::cti::server::CtiInput;
 use crate::dataplane::{join_writers, setup, writer_core, CtiSink, RecordingOptions, SetupError, Summary, RING_SLOTS};
-use crate::linger::{Lingering, StopLinger};
+use crate::linger::{is_bye, Lingering, StopLinger};
 use crate::run::{wall_now, Cti, LivePort, POLL, STOP_GRACE};
 use crate::stats::{Snapshot, StatsReporter};
 use crate::trace::SipTrace;
@@ -56,18 +56,25 @@ struct ControlSide {
     outbox: Vec<FlowUpdate>,
     /// Stops whose flows are removed, waiting for every rx thread to acknowledge that.
     acks: VecDeque<(Lingering, Vec<u64>)>,
+    /// Stops of the current drain that do not linger.
+    ending: Vec<Lingering>,
 }
 
 impl ControlSide {
-    /// Applies the control core's outputs; `since` is the capture time of what caused them.
-    fn drain(&mut self, cti: &mut dyn CtiSink, since: Timestamp) {
+    /// Applies the control core's outputs; `since` is the capture time of what caused them,
+    /// `bye` whether that was a BYE (its stops linger).
+    fn drain(&mut self, cti: &mut dyn CtiSink, since: Timestamp, bye: bool) {
         while let Some(out) = self.control.poll_output() {
             match out {
                 Output::Flow(u) => {
                     let outbox = &mut self.outbox;
                     self.linger.flow(u, &mut self.flows, &mut |u| outbox.push(u));
                 }
-                Output::Writer { writer, msg: WriterMsg::Stop { recording, at } } => self.linger.stop(writer, recording, at),
+                Output::Writer { writer, msg: WriterMsg::Stop { recording, at } } => {
+                    if let Some(now) = self.linger.stop(writer, recording, at, bye) {
+                        self.ending.push(now);
+                    }
+                }
                 Output::Writer { writer, msg } => match self.writers.get_mut(writer as usize) {
                     Some(ring) => push_waiting(ring, msg),
                     None => tracing::error!(writer, "control core named a writer that does not exist"),
@@ -83,6 +90,9 @@ impl ControlSide {
         let outbox = &mut self.outbox;
         self.linger.end_of_drain(&mut self.flows, &mut |u| outbox.push(u));
         self.send_outbox(since);
+        while let Some(l) = self.ending.pop() {
+            self.end_linger(l, since);
+        }
     }
 
     fn send_outbox(&mut self, since: Timestamp) {
@@ -97,7 +107,7 @@ impl ControlSide {
     fn tick(&mut self, now: Timestamp, cti: &mut dyn CtiSink) {
         if self.control.poll_timeout().is_some_and(|t| t <= now) {
             self.control.handle_timeout(now);
-            self.drain(cti, now);
+            self.drain(cti, now, false);
         }
         while let Some(l) = self.linger.pop_due(now) {
             self.end_linger(l, now);
@@ -131,7 +141,7 @@ impl ControlSide {
         while n < max {
             let Some(d) = next_sip(&mut self.links) else { break };
             self.control.handle_sip(d.ts, d.src, d.dst, d.payload());
-            self.drain(cti, d.ts);
+            self.drain(cti, d.ts, is_bye(d.payload()));
             n += 1;
         }
         n
@@ -182,6 +192,7 @@ pub(crate) fn run_threaded<P: LivePort + Send>(
         trace: st.trace,
         outbox: Vec::new(),
         acks: VecDeque::new(),
+        ending: Vec::new(),
     };
     let published: Vec<Mutex<Counters>> = (0..n).map(|_| Mutex::new(Counters::default())).collect();
     let done: Vec<RxDone> = std::thread::scope(|s| {
@@ -229,7 +240,7 @@ pub(crate) fn run_threaded<P: LivePort + Send>(
     while side.sip(cti, usize::MAX) > 0 {}
     let end = done.iter().map(|d| d.end).max().unwrap_or_else(wall_now);
     side.control.finish(end);
-    side.drain(cti, end);
+    side.drain(cti, end, false);
     side.tick(end, cti);
     while let Some(l) = side.linger.pop_all() {
         StopLinger::end(&l, &mut side.flows, &mut |_| {});
@@ -260,7 +271,7 @@ fn serve_cti(side: &mut ControlSide, cti: &mut Cti) -> usize {
             CtiInput::Request { client, line } => side.control.handle_cti(now, client, line),
             CtiInput::Gone { client } => side.control.cti_client_gone(client),
         }
-        side.drain(cti, now);
+        side.drain(cti, now, false);
         n += 1;
     }
     n
