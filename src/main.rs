@@ -40,10 +40,18 @@ enum Command {
         /// Listen for CTI (T-Library style JSON lines) clients here, e.g. 127.0.0.1:3000.
         #[arg(long, value_name = "ADDR")]
         cti: Option<SocketAddr>,
-        /// Pin the rx thread (which runs the control core inline) to this core. Several rx
-        /// cores (fanout / RSS queues) are not available yet.
-        #[arg(long = "rx-cores", value_name = "CORE")]
-        rx_cores: Option<usize>,
+        /// One rx thread per core listed, e.g. 0,1, each pinned to its core. af_packet: one
+        /// socket per thread in one PACKET_FANOUT_HASH group (the kernel spreads flows by
+        /// 5-tuple); dpdk: one rx queue per thread with RSS on the UDP 5-tuple. pcap and tap
+        /// ports have one rx thread (the first core). With one core and no --control-core the
+        /// control core runs inline on the rx thread; several cores imply --control-core.
+        #[arg(long = "rx-cores", value_name = "LIST", value_delimiter = ',')]
+        rx_cores: Vec<usize>,
+        /// Run the control core (SIP, recording setup, CTI) on its own thread pinned to this
+        /// core (may be one of --rx-cores: they then share it). The rx threads hand it SIP and
+        /// it sends them flow-table updates, all through SPSC rings.
+        #[arg(long = "control-core", value_name = "CORE")]
+        control_core: Option<usize>,
         /// Print the counters to stderr every SECS seconds.
         #[arg(long, value_name = "SECS")]
         stats: Option<u64>,
@@ -143,14 +151,14 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e.to_string()),
             }
         }
-        Command::Run { port, eal, cti, rx_cores, stats, metrics, rec } => {
+        Command::Run { port, eal, cti, rx_cores, control_core, stats, metrics, rec } => {
             let rec = match rec.options() {
                 Ok(r) => r,
                 Err(msg) => return fail(&msg),
             };
             let out = rec.out.clone();
             let stats = stats.filter(|s| *s > 0).map(std::time::Duration::from_secs);
-            match run::run(RunOptions { port, eal, cti, rx_core: rx_cores, stats, metrics, rec }) {
+            match run::run(RunOptions { port, eal, cti, rx_cores, control_core, stats, metrics, rec }) {
                 Ok(s) => {
                     if s.interrupted {
                         println!("stopped by signal; every open recording finalized");
@@ -215,11 +223,13 @@ fn print_summary(s: &Summary, truncated: Option<&str>, wall: std::time::Duration
         c.calls_seen, c.calls_answered, c.recordings_started, c.recordings_failed, c.calls_ended
     );
     println!(
-        "packets: {} read: SIP {} (malformed {}), RTP {}, RTCP {}, other {} (unrecorded UDP {}, keep-alive {}, not RTP {}, oversize {}, not UDP {}, fragments {}), SIP over TCP {} (not yet supported), RTP dropped at a full writer ring {}",
-        p.rx, p.sip, c.malformed_sip, p.rtp, p.rtcp,
-        p.unrecorded + p.keepalive + p.not_rtp + p.oversize + p.not_udp + p.fragments + p.sip_tcp,
-        p.unrecorded, p.keepalive, p.not_rtp, p.oversize, p.not_udp, p.fragments, p.sip_tcp, p.ring_full
+        "packets: {} read: SIP {} (malformed {}), RTP {}, RTCP {}, other {} (unrecorded UDP {}, keep-alive {}, not RTP {}, oversize {}, not UDP {}, fragments {}), SIP over TCP {} (not yet supported), SIP dropped at a full control ring {}, RTP dropped at a full writer ring {}",
+        p.rx, p.sip, c.malformed_sip, p.rtp, p.rtcp, p.other(),
+        p.unrecorded, p.keepalive, p.not_rtp, p.oversize, p.not_udp, p.fragments, p.sip_tcp, p.sip_dropped, p.ring_full
     );
+    for (i, r) in s.rx_cores.iter().enumerate() {
+        println!("rx-thread {i}: {}", callrec::stats::rx_line(r));
+    }
     println!(
         "audio: {} recordings written, {} failed; RTP lost {}, late {}, duplicate {}, events {}",
         w.recordings_closed, w.recordings_failed, w.lost, w.late, w.duplicate, w.events

@@ -11,7 +11,8 @@ use crate::cti::protocol::Event;
 use crate::cti::server::{CtiInput, CtiServer};
 use crate::dataplane::{CtiSink, Dataplane, RecordingOptions, RingFull, SetupError, Summary};
 use crate::stats::StatsReporter;
-use callrec_pipeline::port::af_packet::{AfPacketError, AfPacketOptions, AfPacketPort};
+use crate::threaded::run_threaded;
+use callrec_pipeline::port::af_packet::{AfPacketError, AfPacketOptions, AfPacketPort, AfPacketStats};
 use callrec_pipeline::port::pcap::{CaptureFile, PortError};
 use callrec_pipeline::port::Frame;
 use callrec_pipeline::port::tap::{TapError, TapPort};
@@ -57,8 +58,12 @@ pub struct RunOptions {
     pub eal: Option<String>,
     /// Where the CTI server listens, if anywhere.
     pub cti: Option<SocketAddr>,
-    /// Core for the rx thread (which also runs the control core inline), if pinned.
-    pub rx_core: Option<usize>,
+    /// Cores for the rx threads, one thread each (af_packet: one fanout socket each; dpdk: one
+    /// RSS queue each; pcap and tap: the first only). Empty: one unpinned rx thread.
+    pub rx_cores: Vec<usize>,
+    /// Run the control core (and CTI) on its own thread, pinned to this core. Implied (unpinned)
+    /// by several rx cores; without it and with one rx core, the control core runs inline.
+    pub control_core: Option<usize>,
     /// Print counters to stderr this often.
     pub stats: Option<Duration>,
     /// Serve Prometheus text on `http://ADDR/metrics`.
@@ -93,8 +98,8 @@ pub enum RunError {
     /// The DPDK port could not be opened (or this build has no DPDK).
     #[error("{0}")]
     Dpdk(String),
-    /// The rx thread could not be pinned.
-    #[error("cannot pin the rx thread to core {0}: no such core, or not in this process's CPU set (see `nproc`, `taskset -p $$`)")]
+    /// A thread could not be pinned.
+    #[error("cannot pin a thread to core {0}: no such core, or not in this process's CPU set (see `nproc`, `taskset -p $$`)")]
     Core(usize),
     /// The metrics address could not be bound.
     #[error("cannot serve metrics: {0}")]
@@ -119,7 +124,8 @@ pub struct RunSummary {
     pub port: Option<String>,
 }
 
-struct Cti(Option<CtiServer>);
+/// The CTI server, if any, as the drivers use it.
+pub(crate) struct Cti(pub(crate) Option<CtiServer>);
 
 impl CtiSink for Cti {
     fn send(&mut self, client: CtiClient, event: &Event) {
@@ -130,7 +136,7 @@ impl CtiSink for Cti {
 }
 
 /// Longest sleep between checks for signals and CTI input.
-const POLL: Duration = Duration::from_millis(20);
+pub(crate) const POLL: Duration = Duration::from_millis(20);
 
 /// Runs until the port ends or a signal arrives; finalizes every recording.
 pub fn run(opts: RunOptions) -> Result<RunSummary, RunError> {
@@ -139,11 +145,32 @@ pub fn run(opts: RunOptions) -> Result<RunSummary, RunError> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(RunError::Signals)?;
     }
-    if let Some(core) = opts.rx_core {
-        if !callrec_pipeline::cores::pin_current(core) {
+    for &core in opts.rx_cores.iter().chain(&opts.control_core) {
+        if !callrec_pipeline::cores::available().contains(&core) {
             return Err(RunError::Core(core));
         }
     }
+    let threaded = opts.rx_cores.len() > 1 || opts.control_core.is_some();
+    let single_rx = matches!(opts.port, PortSpec::Pcap(_) | PortSpec::Tap(_));
+    if single_rx && opts.rx_cores.len() > 1 {
+        tracing::warn!("pcap and tap ports have one rx thread: using the first of --rx-cores only");
+    }
+    let inline = !threaded || matches!(opts.port, PortSpec::Pcap(_));
+    if matches!(opts.port, PortSpec::Pcap(_)) && threaded {
+        tracing::warn!("a pcap port runs the control core inline: --control-core ignored");
+    }
+    if inline {
+        if let Some(&core) = opts.rx_cores.first() {
+            if !callrec_pipeline::cores::pin_current(core) {
+                return Err(RunError::Core(core));
+            }
+        }
+    }
+    let rx_pins: Vec<Option<usize>> = match opts.rx_cores.as_slice() {
+        [] => vec![None],
+        list if single_rx => vec![Some(list[0])],
+        list => list.iter().map(|&c| Some(c)).collect(),
+    };
     let server = match opts.cti {
         Some(addr) => Some(CtiServer::bind(addr).map_err(|err| RunError::Cti { addr, err })?),
         None => None,
@@ -161,30 +188,58 @@ pub fn run(opts: RunOptions) -> Result<RunSummary, RunError> {
             (dp.finish(end, &mut cti), port.truncated(), None)
         }
         PortSpec::AfPacket(iface) => {
-            let mut port = AfPacketPort::open(iface, AfPacketOptions::default())?;
-            let mut dp = Dataplane::new(opts.rec)?;
-            dp.set_ring_full(RingFull::Drop);
-            let end = run_live(&mut port, &mut dp, &mut cti, &mut stats, &stop);
-            let st = port.stats();
+            // Several sockets share the interface by flow hash; the group id is this process's.
+            let fanout_group = (rx_pins.len() > 1).then(|| (std::process::id() & 0xffff) as u16);
+            let mut ports = Vec::with_capacity(rx_pins.len());
+            for _ in 0..rx_pins.len() {
+                ports.push(AfPacketPort::open(iface, AfPacketOptions { fanout_group, ..AfPacketOptions::default() })?);
+            }
+            let summary = if inline {
+                let mut dp = Dataplane::new(opts.rec)?;
+                dp.set_ring_full(RingFull::Drop);
+                let end = run_live(&mut ports[0], &mut dp, &mut cti, &mut stats, &stop);
+                dp.finish(end, &mut cti)
+            } else {
+                run_threaded(&mut ports, &rx_pins, opts.control_core, opts.rec, &mut cti, &mut stats, &stop)?
+            };
+            let mut st = AfPacketStats::default();
+            for p in ports.iter_mut() {
+                let s = p.stats();
+                st.packets += s.packets;
+                st.kernel_packets += s.kernel_packets;
+                st.drops += s.drops;
+                st.freezes += s.freezes;
+                st.bad_headers += s.bad_headers;
+                st.socket_errors += s.socket_errors;
+            }
             let line = format!(
                 "port af_packet:{iface}: {} delivered; kernel: {} received, {} dropped (ring full), {} ring freezes; {} bad block headers, {} socket errors",
                 st.packets, st.kernel_packets, st.drops, st.freezes, st.bad_headers, st.socket_errors
             );
-            (dp.finish(end, &mut cti), None, Some(line))
+            (summary, None, Some(line))
         }
         PortSpec::Tap(name) => {
-            let mut port = TapPort::open(name)?;
-            let mut dp = Dataplane::new(opts.rec)?;
-            dp.set_ring_full(RingFull::Drop);
-            let end = run_live(&mut port, &mut dp, &mut cti, &mut stats, &stop);
+            let mut ports = [TapPort::open(name)?];
+            let summary = if inline {
+                let mut dp = Dataplane::new(opts.rec)?;
+                dp.set_ring_full(RingFull::Drop);
+                let end = run_live(&mut ports[0], &mut dp, &mut cti, &mut stats, &stop);
+                dp.finish(end, &mut cti)
+            } else {
+                run_threaded(&mut ports, &rx_pins, opts.control_core, opts.rec, &mut cti, &mut stats, &stop)?
+            };
+            let [port] = ports;
             let st = port.stats();
             let line = format!(
                 "port tap:{name}: {} delivered, {} truncated, {} read errors",
                 st.packets, st.truncated, st.read_errors
             );
-            (dp.finish(end, &mut cti), None, Some(line))
+            (summary, None, Some(line))
         }
-        PortSpec::Dpdk => run_dpdk(opts.eal.as_deref(), opts.rec, &mut cti, &mut stats, &stop)?,
+        PortSpec::Dpdk => {
+            let threads = (!inline).then_some((rx_pins.as_slice(), opts.control_core));
+            run_dpdk(opts.eal.as_deref(), opts.rec, threads, &mut cti, &mut stats, &stop)?
+        }
     };
     let (summary, truncated, port) = outcome;
     Ok(RunSummary { run: summary, truncated, interrupted: stop.load(Ordering::Relaxed), wall: started.elapsed(), port })
@@ -239,7 +294,7 @@ fn run_capture(
 /// before the signal for a while (an AF_PACKET block is handed over only when full or after
 /// its 10 ms retire timeout; a TAP queues frames until read), and the run must not drop the
 /// last packets of every open recording. Frames stamped past the grace are not processed.
-const STOP_GRACE: Duration = Duration::from_millis(30);
+pub(crate) const STOP_GRACE: Duration = Duration::from_millis(30);
 
 /// A live port until a signal; the clock is the wall clock (packets carry kernel receive
 /// times). Returns the time of the stop.
@@ -279,7 +334,7 @@ fn run_live<P: LivePort>(
 }
 
 /// A port that never ends: nothing received only means nothing arrived in time.
-trait LivePort {
+pub(crate) trait LivePort {
     /// Hands each frame of the next burst to `each`, waiting up to `timeout` for one.
     fn rx(&mut self, timeout: Duration, each: &mut dyn FnMut(&Frame<'_>));
 }
@@ -317,31 +372,70 @@ impl LivePort for callrec_dpdk::DpdkPort {
     }
 }
 
+/// Several rx threads (their pins) and the control core's pin; `None`: inline.
+type Threads<'a> = Option<(&'a [Option<usize>], Option<usize>)>;
+
+#[cfg(feature = "dpdk")]
+impl LivePort for callrec_dpdk::DpdkRxQueue<'_> {
+    fn rx(&mut self, timeout: Duration, each: &mut dyn FnMut(&Frame<'_>)) {
+        // As DpdkPort: poll, back off briefly when idle.
+        let deadline = Instant::now() + timeout;
+        loop {
+            let burst = self.rx_burst();
+            if !burst.frames().is_empty() {
+                burst.frames().iter().for_each(each);
+                return;
+            }
+            drop(burst);
+            if Instant::now() >= deadline {
+                return;
+            }
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+}
+
 #[cfg(feature = "dpdk")]
 fn run_dpdk(
     eal: Option<&str>,
     rec: RecordingOptions,
+    threads: Threads<'_>,
     cti: &mut Cti,
     stats: &mut StatsReporter,
     stop: &AtomicBool,
 ) -> Result<(Summary, Option<String>, Option<String>), RunError> {
     let eal = eal.ok_or_else(|| RunError::Dpdk("--port dpdk needs --eal \"ARGS\", e.g. --eal \"-l 0 --no-huge -m 1024 --no-pci --file-prefix callrec --vdev=net_tap0,iface=cr0\"".into()))?;
-    let mut port = callrec_dpdk::DpdkPort::init(eal, None, 1).map_err(|e| RunError::Dpdk(e.to_string()))?;
-    let mut dp = Dataplane::new(rec)?;
-    dp.set_ring_full(RingFull::Drop);
-    let end = run_live(&mut port, &mut dp, cti, stats, stop);
-    let st = port.stats();
+    let queues = threads.map_or(1, |(pins, _)| pins.len().max(1)) as u16;
+    let mut port = callrec_dpdk::DpdkPort::init(eal, None, queues).map_err(|e| RunError::Dpdk(e.to_string()))?;
+    let (summary, delivered) = match threads {
+        None => {
+            let mut dp = Dataplane::new(rec)?;
+            dp.set_ring_full(RingFull::Drop);
+            let end = run_live(&mut port, &mut dp, cti, stats, stop);
+            (dp.finish(end, cti), port.stats().delivered)
+        }
+        Some((pins, control_core)) => {
+            // One RSS queue per rx thread.
+            let mut queues = port.split();
+            let s = run_threaded(&mut queues, pins, control_core, rec, cti, stats, stop)?;
+            let delivered = queues.iter().map(|q| q.stats().delivered).sum();
+            (s, delivered)
+        }
+    };
+    let mut st = port.stats();
+    st.delivered = delivered;
     let line = format!(
         "port dpdk {}: {} delivered; device: {} received, {} missed, {} errors, {} no mbuf",
         port.port_id(), st.delivered, st.ipackets, st.imissed, st.ierrors, st.rx_nombuf
     );
-    Ok((dp.finish(end, cti), None, Some(line)))
+    Ok((summary, None, Some(line)))
 }
 
 #[cfg(not(feature = "dpdk"))]
 fn run_dpdk(
     _eal: Option<&str>,
     _rec: RecordingOptions,
+    _threads: Threads<'_>,
     _cti: &mut Cti,
     _stats: &mut StatsReporter,
     _stop: &AtomicBool,
@@ -359,7 +453,7 @@ fn report(stats: &mut StatsReporter, dp: &Dataplane) {
     }
 }
 
-fn wall_now() -> Timestamp {
+pub(crate) fn wall_now() -> Timestamp {
     let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     Timestamp(d.as_nanos() as u64)
 }

@@ -1,9 +1,9 @@
-//! `--stats SECS` and `--metrics ADDR`: the reader's counters, printed periodically and served
-//! in Prometheus text format.
+//! `--stats SECS` and `--metrics ADDR`: the rx cores' counters (summed, and one line / label
+//! per rx core when there are several), printed periodically and served in Prometheus text.
 //!
-//! The reader publishes a copy of its counters at most once a second into a shared slot; the
-//! metrics thread reads that slot when scraped. The lock is taken once a second by the reader,
-//! never per packet.
+//! The reporting thread (the reader, or the control thread with several rx cores) publishes a
+//! copy of the counters at most once a second into a shared slot; the metrics thread reads
+//! that slot when scraped. Locks are taken about once a second, never per packet.
 
 use crate::control::core::ControlCounters;
 use callrec_pipeline::classify::Counters;
@@ -14,10 +14,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// What is published.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Snapshot {
-    /// Reader counters.
+    /// Rx counters, summed over rx cores.
     pub packets: Counters,
+    /// Each rx core's counters, when there are several (empty: one rx core, `packets`).
+    pub rx_cores: Vec<Counters>,
     /// Control-core counters.
     pub control: ControlCounters,
     /// Recordings in progress.
@@ -59,7 +61,7 @@ impl StatsReporter {
     pub fn report(&mut self, now: Instant, snap: Snapshot) {
         if let Some(shared) = &self.shared {
             if let Ok(mut slot) = shared.lock() {
-                *slot = snap;
+                *slot = snap.clone();
             }
             self.last_publish = now;
         }
@@ -67,7 +69,7 @@ impl StatsReporter {
             let secs = now.duration_since(self.last_print).as_secs_f64().max(1e-9);
             let p = &snap.packets;
             eprintln!(
-                "stats: rx {} ({:.0}/s) sip {} rtp {} rtcp {} unrecorded {} not_udp {} fragments {} ring_full {} | calls {} answered {} recordings {} active {} malformed_sip {}",
+                "stats: rx {} ({:.0}/s) sip {} rtp {} rtcp {} unrecorded {} not_udp {} fragments {} ring_full {} sip_dropped {} | calls {} answered {} recordings {} active {} malformed_sip {}",
                 p.rx,
                 (p.rx - self.last_rx) as f64 / secs,
                 p.sip,
@@ -77,24 +79,63 @@ impl StatsReporter {
                 p.not_udp,
                 p.fragments,
                 p.ring_full,
+                p.sip_dropped,
                 snap.control.calls_seen,
                 snap.control.calls_answered,
                 snap.control.recordings_started,
                 snap.active_recordings,
                 snap.control.malformed_sip,
             );
+            for (i, c) in snap.rx_cores.iter().enumerate() {
+                eprintln!("stats: rx-thread {i}: {}", rx_line(c));
+            }
             self.last_print = now;
             self.last_rx = p.rx;
         }
     }
 }
 
-/// The Prometheus text exposition of a snapshot.
+/// One rx core's counters on one line (the summary's and `--stats`' per-thread lines).
+pub fn rx_line(c: &Counters) -> String {
+    format!(
+        "rx {} sip {} rtp {} rtcp {} other {} ring_full {} sip_dropped {}",
+        c.rx,
+        c.sip,
+        c.rtp,
+        c.rtcp,
+        c.other(),
+        c.ring_full,
+        c.sip_dropped
+    )
+}
+
+/// The Prometheus text exposition of a snapshot: per rx core (label `core`, the rx thread's
+/// index) when there are several, else core 0.
 pub fn prometheus(s: &Snapshot) -> String {
     let mut out = String::new();
-    let p = &s.packets;
+    let one = [s.packets];
+    let cores: &[Counters] = if s.rx_cores.is_empty() { &one } else { &s.rx_cores };
     let _ = writeln!(out, "# HELP callrec_packets_total Frames read by the rx core, by class.");
     let _ = writeln!(out, "# TYPE callrec_packets_total counter");
+    for (core, p) in cores.iter().enumerate() {
+        packet_lines(&mut out, core, p);
+    }
+    let _ = writeln!(out, "# HELP callrec_rx_packets_total Frames received by the rx core.");
+    let _ = writeln!(out, "# TYPE callrec_rx_packets_total counter");
+    for (core, p) in cores.iter().enumerate() {
+        let _ = writeln!(out, "callrec_rx_packets_total{{core=\"{core}\"}} {}", p.rx);
+    }
+    let _ = writeln!(out, "# HELP callrec_drops_total Datagrams dropped at a full ring, by reason.");
+    let _ = writeln!(out, "# TYPE callrec_drops_total counter");
+    for (core, p) in cores.iter().enumerate() {
+        let _ = writeln!(out, "callrec_drops_total{{core=\"{core}\",reason=\"ring_full\"}} {}", p.ring_full);
+        let _ = writeln!(out, "callrec_drops_total{{core=\"{core}\",reason=\"sip_ring_full\"}} {}", p.sip_dropped);
+    }
+    control_lines(&mut out, s);
+    out
+}
+
+fn packet_lines(out: &mut String, core: usize, p: &Counters) {
     for (class, v) in [
         ("sip", p.sip),
         ("sip_tcp", p.sip_tcp),
@@ -107,14 +148,11 @@ pub fn prometheus(s: &Snapshot) -> String {
         ("not_udp", p.not_udp),
         ("fragment", p.fragments),
     ] {
-        let _ = writeln!(out, "callrec_packets_total{{core=\"0\",class=\"{class}\"}} {v}");
+        let _ = writeln!(out, "callrec_packets_total{{core=\"{core}\",class=\"{class}\"}} {v}");
     }
-    let _ = writeln!(out, "# HELP callrec_rx_packets_total Frames received by the rx core.");
-    let _ = writeln!(out, "# TYPE callrec_rx_packets_total counter");
-    let _ = writeln!(out, "callrec_rx_packets_total{{core=\"0\"}} {}", p.rx);
-    let _ = writeln!(out, "# HELP callrec_drops_total RTP dropped before a writer, by reason.");
-    let _ = writeln!(out, "# TYPE callrec_drops_total counter");
-    let _ = writeln!(out, "callrec_drops_total{{core=\"0\",reason=\"ring_full\"}} {}", p.ring_full);
+}
+
+fn control_lines(out: &mut String, s: &Snapshot) {
     let c = &s.control;
     for (name, help, v) in [
         ("callrec_calls_seen_total", "Calls seen (initial INVITEs).", c.calls_seen),
@@ -130,7 +168,6 @@ pub fn prometheus(s: &Snapshot) -> String {
         "# HELP callrec_recordings_active Recordings in progress.\n# TYPE callrec_recordings_active gauge\ncallrec_recordings_active {}",
         s.active_recordings
     );
-    out
 }
 
 /// A minimal HTTP/1.0 responder for `GET /metrics` on its own thread: one request per
@@ -146,7 +183,7 @@ fn serve(addr: SocketAddr, shared: Arc<Mutex<Snapshot>>) -> std::io::Result<()> 
             let n = conn.read(&mut buf).unwrap_or(0);
             let request = String::from_utf8_lossy(&buf[..n]);
             let response = if request.starts_with("GET /metrics ") || request.starts_with("GET / ") {
-                let snap = shared.lock().map(|s| *s).unwrap_or_default();
+                let snap = shared.lock().map(|s| s.clone()).unwrap_or_default();
                 let body = prometheus(&snap);
                 format!("HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}", body.len())
             } else {
@@ -174,7 +211,7 @@ mod tests {
         assert!(t.contains("callrec_rx_packets_total{core=\"0\"} 10\n"), "{t}");
         assert!(t.contains("callrec_packets_total{core=\"0\",class=\"rtp\"} 7\n"), "{t}");
         assert!(t.contains("callrec_recordings_started_total 1\n"), "{t}");
-        // every class line summed gives rx
+        // every class line summed gives rx (no ring drops here)
         let sum: u64 = t
             .lines()
             .filter(|l| l.starts_with("callrec_packets_total{"))
@@ -196,5 +233,30 @@ mod tests {
         c.read_to_string(&mut text).unwrap();
         assert!(text.starts_with("HTTP/1.0 200 OK"), "{text}");
         assert!(text.contains("callrec_rx_packets_total{core=\"0\"} 42"), "{text}");
+    }
+}
+
+#[cfg(test)]
+mod per_core_tests {
+    use super::*;
+
+    #[test]
+    fn several_rx_cores_get_a_label_each_and_add_up() {
+        let mut s = Snapshot::default();
+        for (rx, rtp, drop) in [(5u64, 4u64, 1u64), (7, 7, 0)] {
+            let mut c = Counters::default();
+            (c.rx, c.rtp, c.sip_dropped) = (rx, rtp, drop);
+            s.packets.merge(&c);
+            s.rx_cores.push(c);
+        }
+        let t = prometheus(&s);
+        assert!(t.contains("callrec_rx_packets_total{core=\"0\"} 5\n"), "{t}");
+        assert!(t.contains("callrec_rx_packets_total{core=\"1\"} 7\n"), "{t}");
+        assert!(t.contains("callrec_drops_total{core=\"0\",reason=\"sip_ring_full\"} 1\n"), "{t}");
+        let sum = |prefix: &str| -> u64 {
+            t.lines().filter(|l| l.starts_with(prefix)).map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap()).sum()
+        };
+        assert_eq!(sum("callrec_packets_total{") + sum("callrec_drops_total{"), sum("callrec_rx_packets_total{"));
+        assert_eq!(rx_line(&s.rx_cores[0]), "rx 5 sip 0 rtp 4 rtcp 0 other 0 ring_full 0 sip_dropped 1");
     }
 }

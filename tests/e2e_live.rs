@@ -1,7 +1,8 @@
 //! End-to-end on live ports: `callrec run --port af_packet:VETH` and `--port tap:TAP` (fed by
 //! tc mirroring) inside the agent namespace of scripts/live-setup.sh, real SIPp calls across a
 //! veth, SIGTERM, then every call judged against tshark's decode of a tcpdump capture taken on
-//! the same veth.
+//! the same veth. One more af_packet run (and one more dpdk run) uses two rx threads and a
+//! control thread (`--rx-cores 0,1 --control-core 1`) and is judged the same way.
 //!
 //! Every live call plays the same audio, so a call may only match the WAV whose sidecar names
 //! its SIP Call-ID (found from the SDP addresses in the capture); a recorder that swapped two
@@ -71,6 +72,11 @@ impl std::fmt::Display for LiveRun {
 /// Runs scripts/live-setup.sh for `port` (af_packet or tap) with 10 calls, 5 at once, 6 s, PCMA,
 /// and `extra` script options.
 fn live(port: &str, dir: &Path, extra: &[&str]) -> LiveRun {
+    live_with(port, dir, extra, &[])
+}
+
+/// [`live`] with `callrec_args` added to `callrec run`'s arguments.
+fn live_with(port: &str, dir: &Path, extra: &[&str], callrec_args: &[&str]) -> LiveRun {
     let capture = dir.join("capture.pcap");
     let t = Instant::now();
     let out = Command::new("timeout")
@@ -86,6 +92,7 @@ fn live(port: &str, dir: &Path, extra: &[&str]) -> LiveRun {
         .arg("--")
         .arg("--sip-trace")
         .arg(dir.join("sip-trace.txt"))
+        .args(callrec_args)
         .output()
         .expect("run live-setup.sh");
     let run = LiveRun {
@@ -110,10 +117,13 @@ fn packet_counters(run: &LiveRun) -> (u64, u64, u64, u64, u64, Vec<u64>) {
         .map(|s| s.parse().expect("number"))
         .collect();
     // packets: RX read: SIP S (malformed M), RTP R, RTCP C, other O (unrecorded U, keep-alive K,
-    // not RTP N, oversize Z, not UDP X, fragments F), SIP over TCP T, RTP dropped at a full
-    // writer ring D. The drops are returned as the last part.
-    assert_eq!(nums.len(), 14, "unexpected packets: line {line:?}");
-    (nums[0], nums[1], nums[3], nums[4], nums[5], nums[6..].to_vec())
+    // not RTP N, oversize Z, not UDP X, fragments F), SIP over TCP T, SIP dropped at a full
+    // control ring DS, RTP dropped at a full writer ring D. The drops (DS + D) are returned as
+    // the last part.
+    assert_eq!(nums.len(), 15, "unexpected packets: line {line:?}");
+    let mut parts = nums[6..13].to_vec();
+    parts.push(nums[13] + nums[14]);
+    (nums[0], nums[1], nums[3], nums[4], nums[5], parts)
 }
 
 /// Frames in a classic pcap file (what tcpdump -w writes).
@@ -176,7 +186,7 @@ fn assert_counters(run: &LiveRun, port: &str) {
     let (drops, parts) = parts.split_last().expect("drops");
     assert_eq!(other, parts.iter().sum::<u64>(), "other != the sum of its parts\n{run}");
     assert_eq!(rx, sip + rtp + rtcp + other + drops, "rx != SIP + RTP + RTCP + other + ring drops\n{run}");
-    assert_eq!(*drops, 0, "RTP dropped at a full writer ring on a quiet test link\n{run}");
+    assert_eq!(*drops, 0, "SIP or RTP dropped at a full ring on a quiet test link\n{run}");
     let frames = pcap_frames(&run.capture);
     assert_eq!(rx, frames, "callrec read {rx} frames, the capture on the same veth holds {frames}\n{run}");
     let t_sip = tshark_count(&run.capture, "sip && !icmp");
@@ -318,6 +328,34 @@ fn live_test(port: &str) {
     assert_recorded(&run, &run.capture, &d.path().join("out"), CALLS, 0);
 }
 
+/// `live_test` with two rx threads (af_packet: two fanout sockets; dpdk: two RSS queues) and
+/// the control core on its own thread, sharing core 1 with the second rx thread: judged
+/// exactly as the inline run, and the per-thread counters add up to the totals, each thread
+/// having read frames.
+fn threaded_test(port: &str) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let d = scratch(&format!("threaded-{port}"));
+    let run = live_with(port, d.path(), &[], &["--rx-cores", "0,1", "--control-core", "1"]);
+    assert_counters(&run, port);
+    let per_thread: Vec<Vec<u64>> = run
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("rx-thread "))
+        .map(|l| l.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).map(|s| s.parse().expect("number")).collect())
+        .collect();
+    assert_eq!(per_thread.len(), 2, "expected two rx-thread lines\n{run}");
+    let (rx, sip, rtp, ..) = packet_counters(&run);
+    // rx-thread I: rx R sip S rtp P rtcp C other O ring_full D sip_dropped E
+    for t in &per_thread {
+        assert_eq!(t.len(), 8, "rx-thread line {t:?}\n{run}");
+        assert_eq!(t[1], t[2..].iter().sum::<u64>(), "an rx thread's counters do not add up\n{run}");
+        assert!(t[1] > 0, "an rx thread read nothing: flows were not shared\n{run}");
+    }
+    let sum = |i: usize| per_thread.iter().map(|t| t[i]).sum::<u64>();
+    assert_eq!((sum(1), sum(2), sum(3)), (rx, sip, rtp), "per-thread counters do not sum to the totals\n{run}");
+    assert_recorded(&run, &run.capture, &d.path().join("out"), CALLS, 0);
+}
+
 /// The frames of classic pcap `src` stamped before `until_ns`, written to `dst`.
 fn pcap_until(src: &Path, dst: &Path, until_ns: u64) {
     let d = std::fs::read(src).expect("read capture");
@@ -370,6 +408,13 @@ fn af_packet_records_live_sipp_calls() {
 }
 
 #[test]
+fn af_packet_two_rx_threads_and_a_control_thread_record_live_sipp_calls() {
+    if can_run("af_packet_two_rx_threads_and_a_control_thread_record_live_sipp_calls") {
+        threaded_test("af_packet");
+    }
+}
+
+#[test]
 fn tap_mirrored_by_tc_records_live_sipp_calls() {
     if can_run("tap_mirrored_by_tc_records_live_sipp_calls") {
         live_test("tap");
@@ -398,5 +443,15 @@ fn tap_sigterm_mid_call_finalizes_every_open_recording() {
 fn dpdk_net_tap_records_live_sipp_calls() {
     if can_run("dpdk_net_tap_records_live_sipp_calls") {
         live_test("dpdk");
+    }
+}
+
+/// Two net_tap rx queues (the kernel spreads flows over a multi-queue TAP), one rx thread
+/// each, and a control thread.
+#[cfg(feature = "dpdk")]
+#[test]
+fn dpdk_net_tap_two_queues_record_live_sipp_calls() {
+    if can_run("dpdk_net_tap_two_queues_record_live_sipp_calls") {
+        threaded_test("dpdk");
     }
 }

@@ -14,7 +14,7 @@ const CALLS: u32 = 20_000;
 
 fn addr(host: u32, port: u16) -> SocketAddr {
     // hosts spread over 198.51.100.0/24 and 203.0.113.0/24, ports per call
-    let ip = if host % 2 == 0 { Ipv4Addr::new(198, 51, 100, (host % 250) as u8 + 1) } else { Ipv4Addr::new(203, 0, 113, (host % 250) as u8 + 1) };
+    let ip = if host.is_multiple_of(2) { Ipv4Addr::new(198, 51, 100, (host % 250) as u8 + 1) } else { Ipv4Addr::new(203, 0, 113, (host % 250) as u8 + 1) };
     SocketAddr::V4(SocketAddrV4::new(ip, port))
 }
 

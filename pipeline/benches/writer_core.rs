@@ -109,7 +109,7 @@ fn main() {
 
     let ticks = secs * 50;
     let packets = u64::from(ticks) * u64::from(k) * 2;
-    let mut item = RtpItem { recording: RecordingId(0), channel: Channel::Left, ts: Timestamp(T0), len: 172, data: [0xD5; MAX_RTP_LEN] };
+    let mut item = RtpItem { recording: RecordingId(0), channel: Channel::Left, source: 0, ts: Timestamp(T0), len: 172, data: [0xD5; MAX_RTP_LEN] };
     item.data[0] = 0x80;
     item.data[1] = 8;
     let cpu0 = thread_cpu("callrec-writer-0");

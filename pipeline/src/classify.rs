@@ -138,9 +138,34 @@ pub struct Counters {
     pub fragments: u64,
     /// RTP dropped because a writer ring was full (live ports only; replay waits).
     pub ring_full: u64,
+    /// SIP dropped on the way to a control core on another thread (its ring full, or longer
+    /// than a ring slot).
+    pub sip_dropped: u64,
 }
 
 impl Counters {
+    /// Adds `other` into `self` (totals over rx cores).
+    pub fn merge(&mut self, o: &Counters) {
+        self.rx += o.rx;
+        self.sip += o.sip;
+        self.sip_tcp += o.sip_tcp;
+        self.rtp += o.rtp;
+        self.rtcp += o.rtcp;
+        self.unrecorded += o.unrecorded;
+        self.keepalive += o.keepalive;
+        self.not_rtp += o.not_rtp;
+        self.oversize += o.oversize;
+        self.not_udp += o.not_udp;
+        self.fragments += o.fragments;
+        self.ring_full += o.ring_full;
+        self.sip_dropped += o.sip_dropped;
+    }
+
+    /// Frames that were neither SIP, RTP, RTCP nor dropped at a ring: the "other" classes.
+    pub fn other(&self) -> u64 {
+        self.unrecorded + self.keepalive + self.not_rtp + self.oversize + self.not_udp + self.fragments + self.sip_tcp
+    }
+
     /// Counts one classified datagram.
     #[inline]
     pub fn count(&mut self, class: Class) {

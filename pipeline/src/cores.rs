@@ -1,5 +1,16 @@
-//! Pinning threads to cores: the rx, writer and control threads each own a core, so nothing
-//! on the hot path is shared or migrated.
+//! Cores: pinning threads to cores, and the per-core pieces of the threaded dataplane: the
+//! rx core ([`rx::RxCore`]: parse, classify, RTP to the writers' rings), the rings between rx
+//! cores and the control core ([`link`]), and the writer loop that drains one ring per
+//! producer ([`lanes`]).
+//!
+//! Topology with R rx threads, one control thread and W writers: R x W RTP rings (rx -> writer),
+//! R SIP rings (rx -> control), R update rings (control -> rx, each rx owns its flow table
+//! copy), W command rings (control -> writer). Every ring is an SPSC `rtrb` ring: no lock and
+//! no shared map on the hot path; each thread owns its counters.
+
+pub mod lanes;
+pub mod link;
+pub mod rx;
 
 /// Pins the calling thread to core `id`; false (and the thread runs unpinned) when the OS
 /// refuses, e.g. the core does not exist or is outside the process's allowed set.

@@ -242,3 +242,87 @@ fn writer_places_and_writes_rtp_without_allocating() {
         assert_eq!((r.packets, r.late, r.recordings_failed), (2500, 0, 0));
     }
 }
+
+/// The threaded hand-off: a linked rx core (flow updates applied at each burst, SIP copied into
+/// the control ring, unmatched RTP remembered for late installs, RTP pushed to a writer ring)
+/// and the writer taking RTP from several rings, over many bursts: nothing allocates.
+#[test]
+fn linked_rx_core_and_writer_lanes_hand_off_without_allocating() {
+    use callrec_pipeline::cores::lanes::Lanes;
+    use callrec_pipeline::cores::link::{link, next_sip, RxUpdate};
+    use callrec_pipeline::cores::rx::{RingFull, RxCore};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (p0, c0) = rtrb::RingBuffer::new(8192);
+    let (_p1, c1) = rtrb::RingBuffer::new(16);
+    let (mut pc, cc) = rtrb::RingBuffer::new(16);
+    let mut rx = RxCore::new(&[5060], vec![p0], RingFull::Drop);
+    let (up, down) = link(64, 1024);
+    rx.link(up);
+    let mut links = [down];
+    for i in 0..500u16 {
+        let key = FlowKey {
+            src: SocketAddr::from(([192, 0, 2, 10], 10000 + 2 * i)),
+            dst: SocketAddr::from(([192, 0, 2, 20], 20000 + 2 * i)),
+        };
+        let target = FlowTarget { writer: 0, recording: RecordingId(1), channel: Channel::Left, source: 0 };
+        links[0].send(RxUpdate { update: FlowUpdate::Install(key, target), since: Timestamp(0) });
+    }
+    rx.apply_updates();
+    let mut pts = heapless::Vec::new();
+    pts.push((8, Codec::Pcma)).unwrap();
+    let ch = ChannelSpec { payload_types: pts, event_pt: None };
+    let spec = RecordingSpec {
+        id: RecordingId(1),
+        conf_id: "lanes".into(),
+        wav_path: dir.path().join("lanes.wav"),
+        sidecar_path: dir.path().join("lanes.json"),
+        format: OutputFormat::G711,
+        channels: [ch.clone(), ch],
+        started: Timestamp(0),
+        sidecar: Default::default(),
+    };
+    let mut w = Writer::new(0, WriterConfig::default());
+    let mut lanes = Lanes::new(vec![c0, c1], cc);
+    let _ = pc.push(WriterMsg::Start(Box::new(spec)));
+    lanes.round(&mut w, Instant::now());
+    // One burst: recorded RTP of 11 flows (one packet each), unrecorded RTP, a SIP message.
+    let mut frames: Vec<Vec<u8>> = Vec::new();
+    for i in 0..BURST as u16 {
+        let (src, dst) = if i % 3 == 0 {
+            (SocketAddr::from(([192, 0, 2, 10], 10000 + 2 * i)), SocketAddr::from(([192, 0, 2, 20], 20000 + 2 * i)))
+        } else {
+            (SocketAddr::from(([198, 51, 100, 1], 4000 + i)), a("198.51.100.2:4002"))
+        };
+        frames.push(eth_ipv4_udp(src, dst, &rtp(i, u32::from(i) * 160, 7)));
+    }
+    frames.push(eth_ipv4_udp(a("192.0.2.1:5060"), a("192.0.2.2:5060"), b"OPTIONS sip:a@b SIP/2.0\r\n\r\n"));
+    let mut run = |rounds: std::ops::Range<u64>, rx: &mut RxCore, w: &mut Writer| {
+        let mut sip = 0;
+        for round in rounds {
+            rx.apply_updates();
+            // The recorded packets are one stream: number them on (in place, no allocation).
+            for (j, data) in frames.iter_mut().step_by(3).enumerate() {
+                let seq = (round * 11 + j as u64) as u16;
+                data[44..46].copy_from_slice(&seq.to_be_bytes());
+                data[46..50].copy_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+            }
+            for data in &frames {
+                let _ = rx.frame(&Frame { ts: Timestamp(round * 20_000_000), link: LinkType::Ethernet, data });
+            }
+            lanes.round(w, Instant::now());
+            while next_sip(&mut links).is_some() {
+                sip += 1;
+            }
+        }
+        sip
+    };
+    // Warm-up: the writer's buffers reach their size.
+    run(0..50, &mut rx, &mut w);
+    let (n, sip) = allocations(|| run(50..250, &mut rx, &mut w));
+    assert_eq!(n, 0, "the rx -> ring -> writer hand-off allocated {n} times");
+    assert_eq!(sip, 200);
+    let c = rx.counters();
+    assert_eq!((c.rx, c.rtp, c.sip, c.ring_full, c.sip_dropped), (250 * 33, 250 * 11, 250, 0, 0));
+    assert_eq!(w.report().orphans, 0);
+}

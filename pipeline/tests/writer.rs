@@ -355,3 +355,82 @@ fn two_agents_in_the_right_channel_are_mixed_in_the_file() {
     assert_eq!((right["packets"].as_u64(), right["invalid"].as_u64()), (Some(151), Some(1)));
     assert_eq!(right["reanchors"], 0);
 }
+
+/// Audio a stop's linger (300 ms) lets in after the stop time is dropped: the file ends within
+/// STOP_TAIL_NS of the Stop. (Audio beyond the reorder window would already be written: the
+/// linger is shorter than the window plus the tail.)
+#[test]
+fn audio_after_the_stop_time_is_not_written() {
+    use callrec_pipeline::writer::recording::STOP_TAIL_NS;
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Writer::new(0, WriterConfig::default());
+    let t = Instant::now();
+    w.handle(WriterMsg::Start(spec(dir.path(), 1, OutputFormat::G711, [Codec::Pcma; 2])), t);
+    // 2 s of audio, then a party goes on sending through the linger (captured after the BYE).
+    for i in 0..115u16 {
+        w.handle(WriterMsg::Rtp(item(1, Channel::Left, i as u64 * 20, i, 8, 0x11)), t);
+    }
+    w.handle(WriterMsg::Stop { recording: RecordingId(1), at: Timestamp(T0 + 2000 * MS) }, t);
+    let d = std::fs::read(dir.path().join("conf-1.wav")).unwrap();
+    let frames = u32_at(&d, 54) as u64 / 2;
+    let limit = 2000 * 8 + STOP_TAIL_NS / 125_000;
+    assert!(frames >= 2000 * 8 && frames <= limit, "{frames} frames, expected 16000..={limit}");
+}
+
+/// Once the stop time is known (`Stopping`), nothing captured past its tail is written, however
+/// long the `Stop` takes to follow.
+#[test]
+fn stopping_caps_the_file_at_the_stop_time() {
+    use callrec_pipeline::writer::recording::STOP_TAIL_NS;
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Writer::new(0, WriterConfig::default());
+    let t = Instant::now();
+    w.handle(WriterMsg::Start(spec(dir.path(), 1, OutputFormat::G711, [Codec::Pcma; 2])), t);
+    for i in 0..200u16 {
+        if i == 100 {
+            w.handle(WriterMsg::Stopping { recording: RecordingId(1), at: Timestamp(T0 + 2000 * MS) }, t);
+        }
+        w.handle(WriterMsg::Rtp(item(1, Channel::Left, i as u64 * 20, i, 8, 0x11)), t);
+    }
+    w.handle(WriterMsg::Stop { recording: RecordingId(1), at: Timestamp(T0 + 2000 * MS) }, t);
+    let d = std::fs::read(dir.path().join("conf-1.wav")).unwrap();
+    let frames = u32_at(&d, 54) as u64 / 2;
+    let limit = 2000 * 8 + STOP_TAIL_NS / 125_000;
+    assert!(frames >= 2000 * 8 && frames <= limit, "{frames} frames, expected 16000..={limit}");
+    let sc = sidecar(&dir.path().join("conf-1.json"));
+    assert_eq!(sc["channels"]["left"]["packets"], 200, "every packet is counted as received");
+}
+
+/// A starved sender's last packets, captured after the stop but stamped before it, are
+/// still written where their timestamps put them.
+#[test]
+fn late_packets_from_before_the_stop_are_still_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Writer::new(0, WriterConfig::default());
+    let t = Instant::now();
+    w.handle(WriterMsg::Start(spec(dir.path(), 1, OutputFormat::G711, [Codec::Pcma; 2])), t);
+    // Both channels to 1.8 s, except the right channel's last 9 packets (1.62..1.8 s): its
+    // sender falls behind and they come in one burst 150 ms after the stop.
+    for i in 0..91u16 {
+        w.handle(WriterMsg::Rtp(item(1, Channel::Left, i as u64 * 20, i, 8, 0x11)), t);
+        if i < 82 {
+            w.handle(WriterMsg::Rtp(item(1, Channel::Right, i as u64 * 20, i, 8, 0x22)), t);
+        }
+    }
+    w.handle(WriterMsg::Stopping { recording: RecordingId(1), at: Timestamp(T0 + 1800 * MS) }, t);
+    for i in 82..91u16 {
+        w.handle(WriterMsg::Rtp(item(1, Channel::Right, 1950, i, 8, 0x22)), t);
+    }
+    // And a party still talking after the end: not written.
+    for i in 91..120u16 {
+        w.handle(WriterMsg::Rtp(item(1, Channel::Left, i as u64 * 20, i, 8, 0x11)), t);
+    }
+    w.handle(WriterMsg::Stop { recording: RecordingId(1), at: Timestamp(T0 + 1800 * MS) }, t);
+    let sc = sidecar(&dir.path().join("conf-1.json"));
+    assert_eq!(sc["channels"]["right"]["packets"], 91);
+    let d = std::fs::read(dir.path().join("conf-1.wav")).unwrap();
+    let data = &d[58..58 + u32_at(&d, 54) as usize];
+    let right_audio = data.chunks(2).filter(|f| f[1] == 0x22).count();
+    assert_eq!(right_audio, 91 * 160, "the late tail is in the file");
+    assert!(data.len() / 2 <= 1800 * 8 + 480, "{} frames: audio past the end was written", data.len() / 2);
+}

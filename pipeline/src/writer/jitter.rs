@@ -123,6 +123,8 @@ pub struct Placement {
     latest: Option<Timestamp>,
     chans: [ChannelState; 2],
     pauses: Vec<(Timestamp, Option<Timestamp>)>,
+    /// Capture time past which nothing is placed or written (the recording's stop is known).
+    limit: Option<Timestamp>,
 }
 
 impl Placement {
@@ -146,6 +148,7 @@ impl Placement {
             latest: None,
             chans: [chan(l), chan(r)],
             pauses: Vec::new(),
+            limit: None,
         }
     }
 
@@ -267,6 +270,14 @@ impl Placement {
             Admit::Held => return,
         };
         c.last_codec = Some(codec);
+        // Past the recording's end by the sender's own clock (a party still talking after the
+        // call ended): counted as received, not placed. A delayed packet from before the end
+        // is placed where its timestamp says, so a starved sender's last burst still counts.
+        if let Some(l) = self.limit {
+            if pos > self.pos_of(l) {
+                return;
+            }
+        }
         self.latest = Some(self.latest.map_or(ts, |l| l.max(ts)));
 
         let mut end = pos + payload.len() as i64;
@@ -314,9 +325,25 @@ impl Placement {
         self.commit_to(self.newest, sink);
     }
 
+    /// Commits what was placed up to capture time `limit` and drops the rest: audio a stop's
+    /// linger let in after the stop time is not the call's.
+    pub fn flush_until<F: FnMut(Frames<'_>)>(&mut self, limit: Timestamp, sink: &mut F) {
+        self.limit_to(limit);
+        self.commit_to(self.newest, sink);
+    }
+
+    /// Never commits audio captured after `limit` (the stop is known, its Stop comes later).
+    pub fn limit_to(&mut self, limit: Timestamp) {
+        self.limit = Some(self.limit.map_or(limit, |l| l.min(limit)));
+    }
+
     /// Hands `[committed, target)` to the sink in ring-contiguous pieces, silencing paused
     /// spans first, and resets the handed-out slots to silence for the next lap.
     fn commit_to<F: FnMut(Frames<'_>)>(&mut self, target: i64, sink: &mut F) {
+        let target = match (self.limit, self.origin) {
+            (Some(l), Some(_)) => target.min(self.pos_of(l)).max(self.committed),
+            _ => target,
+        };
         let cap = self.rings.cap();
         while self.committed < target {
             let start = self.committed as usize & (cap - 1);

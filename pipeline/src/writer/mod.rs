@@ -127,6 +127,16 @@ pub enum WriterMsg {
         /// Capture time of the resume.
         at: Timestamp,
     },
+    /// The recording stops at `at`; its `Stop` follows once the driver's stop linger is over.
+    /// Audio placed (by its RTP timestamp) later than `at` + [`recording::STOP_TAIL_NS`] is not
+    /// written: parties still sending after the call ended. Late packets of audio from before
+    /// `at` still are.
+    Stopping {
+        /// The recording.
+        recording: RecordingId,
+        /// Capture time of the stop.
+        at: Timestamp,
+    },
     /// Flush and finalize the recording (WAV header, sidecar) and forget it.
     Stop {
         /// The recording.

@@ -9,6 +9,12 @@ use crate::flow::{Channel, RecordingId};
 use crate::Timestamp;
 use std::time::{Duration, Instant};
 
+/// Audio placed up to this long after a Stop's time is still written (a packet straddling
+/// the end, a sender whose clock runs a little ahead). Later audio (a party still sending
+/// after the call ended, let in by the driver's stop linger) is dropped; late packets whose
+/// timestamps place them before the end are not.
+pub const STOP_TAIL_NS: u64 = 60_000_000;
+
 /// How often (wall time) the WAV header is brought up to date while audio is written.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
@@ -136,6 +142,12 @@ impl Recording {
         self.spec.sidecar.insert(key, value);
     }
 
+    /// The recording stops at `at` (its Stop comes later): nothing past the stop tail is
+    /// written from now on.
+    pub fn stopping(&mut self, at: Timestamp) {
+        self.placement.limit_to(at.plus_nanos(STOP_TAIL_NS));
+    }
+
     /// Silence from `at` until `resume`.
     pub fn pause(&mut self, at: Timestamp) {
         self.placement.pause(at);
@@ -183,7 +195,10 @@ impl Recording {
             } = &mut self;
             let mut sink =
                 |f: Frames<'_>| write_frames(wav, error, write_errors, dirty, &spec.conf_id, f);
-            placement.flush(&mut sink);
+            match at {
+                Some(at) => placement.flush_until(at.plus_nanos(STOP_TAIL_NS), &mut sink),
+                None => placement.flush(&mut sink),
+            }
         }
         if let Some(w) = self.wav.take() {
             if let Err(e) = w.finish() {

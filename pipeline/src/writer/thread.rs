@@ -146,6 +146,10 @@ impl Writer {
                     None => self.report.orphans += 1,
                 }
             }
+            WriterMsg::Stopping { recording, at } => match self.recordings.get_mut(&recording) {
+                Some(r) => r.stopping(at),
+                None => self.report.orphans += 1,
+            },
             WriterMsg::Stop { recording, at } => match self.recordings.remove(&recording) {
                 Some(r) => {
                     let o = r.stop(Some(at));

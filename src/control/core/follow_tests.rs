@@ -103,6 +103,7 @@ impl World {
                     WriterMsg::Resume { at, .. } => format!("resume {}", at.nanos_since(t(0)) / 1_000_000),
                     WriterMsg::Stop { at, .. } => format!("stop {}", at.nanos_since(t(0)) / 1_000_000),
                     WriterMsg::Sidecar { key, value, .. } => format!("sidecar {key} {value}"),
+                    WriterMsg::Stopping { at, .. } => format!("stopping {}", at.nanos_since(t(0)) / 1_000_000),
                     WriterMsg::Rtp(_) => "rtp".into(),
                 }),
                 Output::Cti { event, .. } => self.cti.push(event.to_line().trim_end().to_string()),

@@ -78,6 +78,7 @@ fn render(o: &Output) -> String {
                 WriterMsg::Resume { recording, at } => format!("resume {recording:?} {}", at.nanos_since(t(0)) / 1_000_000),
                 WriterMsg::Stop { recording, at } => format!("stop {recording:?} {}", at.nanos_since(t(0)) / 1_000_000),
                 WriterMsg::Sidecar { recording, key, value } => format!("sidecar {recording:?} {key} {value}"),
+                WriterMsg::Stopping { recording, at } => format!("stopping {recording:?} {}", at.nanos_since(t(0)) / 1_000_000),
             };
             format!("writer {writer} {what}")
         }

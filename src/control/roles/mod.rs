@@ -226,6 +226,7 @@ impl std::fmt::Debug for RoleOutput {
                     WriterMsg::Resume { recording, .. } => format!("Resume({recording:?})"),
                     WriterMsg::Stop { recording, .. } => format!("Stop({recording:?})"),
                     WriterMsg::Sidecar { recording, key, .. } => format!("Sidecar({recording:?}, {key})"),
+                    WriterMsg::Stopping { recording, .. } => format!("Stopping({recording:?})"),
                 };
                 write!(f, "Writer({writer}, {what})")
             }
