@@ -47,7 +47,7 @@ fn load_flows(path: &str, writers: u16) -> Result<FlowTable, String> {
             (Ok(a), Ok(b)) => (a, b),
             _ => return Err(format!("{path}:{}: expected two IP:PORT", n + 1)),
         };
-        let target = |channel| FlowTarget { writer: (n % writers as usize) as u16, recording: RecordingId(n as u32), channel };
+        let target = |channel| FlowTarget { writer: (n % writers as usize) as u16, recording: RecordingId(n as u32), channel, source: 0 };
         t.apply(FlowUpdate::Install(FlowKey { src: a, dst: b }, target(Channel::Left)));
         t.apply(FlowUpdate::Install(FlowKey { src: b, dst: a }, target(Channel::Right)));
     }
@@ -125,7 +125,7 @@ fn dispatch(ring: &mut rtrb::Producer<WriterMsg>, target: FlowTarget, ts: Timest
         return;
     }
     let len = payload.len().min(MAX_RTP_LEN);
-    let mut item = RtpItem { recording: target.recording, channel: target.channel, ts, len: len as u16, data: [0; MAX_RTP_LEN] };
+    let mut item = RtpItem { recording: target.recording, channel: target.channel, source: target.source, ts, len: len as u16, data: [0; MAX_RTP_LEN] };
     item.data[..len].copy_from_slice(&payload[..len]);
     let _ = ring.push(WriterMsg::Rtp(item));
 }
@@ -191,7 +191,7 @@ fn burst_dispatch(
         let Ok(chunk) = ring.write_chunk_uninit(room) else { continue };
         chunk.fill_from_iter(pending.iter().filter(|p| p.0.writer as usize == w).take(room).map(|&(t, i, off, len)| {
             let len = len.min(MAX_RTP_LEN);
-            let mut item = RtpItem { recording: t.recording, channel: t.channel, ts: frames[i].ts, len: len as u16, data: [0; MAX_RTP_LEN] };
+            let mut item = RtpItem { recording: t.recording, channel: t.channel, source: t.source, ts: frames[i].ts, len: len as u16, data: [0; MAX_RTP_LEN] };
             item.data[..len].copy_from_slice(&frames[i].data[off..off + len]);
             WriterMsg::Rtp(item)
         }));
@@ -301,7 +301,7 @@ fn main() {
                             }
                             (Class::Rtp(t), Stage::Copy) => {
                                 let len = d.payload.len().min(MAX_RTP_LEN);
-                                let mut item = RtpItem { recording: t.recording, channel: t.channel, ts: f.ts, len: len as u16, data: [0; MAX_RTP_LEN] };
+                                let mut item = RtpItem { recording: t.recording, channel: t.channel, source: t.source, ts: f.ts, len: len as u16, data: [0; MAX_RTP_LEN] };
                                 item.data[..len].copy_from_slice(&d.payload[..len]);
                                 local[next_local] = WriterMsg::Rtp(item);
                                 next_local = (next_local + 1) % RING_SLOTS;
