@@ -18,6 +18,18 @@ pub const STOP_TAIL_NS: u64 = 60_000_000;
 /// How often (wall time) the WAV header is brought up to date while audio is written.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
+/// Most WAV header rewrites a writer does per second (wall time): with more recordings than
+/// this x [`CHECKPOINT_EVERY`] open, each header is rewritten less often (20,000 recordings:
+/// every 10 s) instead of header writes eating the writer (a quarter of its time at 20,000
+/// recordings every 500 ms). A crash loses no audio either way: `callrec repair` sets the
+/// sizes from what is on disk.
+pub const MAX_CHECKPOINTS_PER_SEC: u32 = 2000;
+
+/// The header checkpoint interval for a writer holding `open` recordings.
+pub fn checkpoint_every(open: usize) -> Duration {
+    CHECKPOINT_EVERY.max(Duration::from_secs(1) * (open as u32 / MAX_CHECKPOINTS_PER_SEC))
+}
+
 /// How a recording ended, for the writer's totals.
 #[derive(Clone, Copy, Debug)]
 pub struct RecordingOutcome {
@@ -159,9 +171,9 @@ impl Recording {
     }
 
     /// Rewrites the WAV header if audio was written since the last checkpoint and
-    /// [`CHECKPOINT_EVERY`] has passed.
-    pub fn checkpoint_if_due(&mut self, now: Instant) {
-        if !self.dirty || now.saturating_duration_since(self.last_checkpoint) < CHECKPOINT_EVERY {
+    /// `every` (see [`checkpoint_every`]) has passed.
+    pub fn checkpoint_if_due(&mut self, now: Instant, every: Duration) {
+        if !self.dirty || now.saturating_duration_since(self.last_checkpoint) < every {
             return;
         }
         self.last_checkpoint = now;
@@ -302,6 +314,18 @@ mod tests {
             channels: [ch(left), ch(right)],
             started: Timestamp(0),
             sidecar: Default::default(),
+        }
+    }
+
+    #[test]
+    fn header_checkpoints_spread_out_with_many_recordings() {
+        assert_eq!(checkpoint_every(1), CHECKPOINT_EVERY);
+        assert_eq!(checkpoint_every(1999), CHECKPOINT_EVERY);
+        assert_eq!(checkpoint_every(20_000), Duration::from_secs(10));
+        // never more than 2 x MAX_CHECKPOINTS_PER_SEC rewrites a second
+        for open in [10usize, 1_000, 2_000, 3_999, 4_000, 19_900, 100_000] {
+            let per_sec = open as f64 / checkpoint_every(open).as_secs_f64();
+            assert!(per_sec <= 2.0 * MAX_CHECKPOINTS_PER_SEC as f64, "{open}: {per_sec}/s");
         }
     }
 

@@ -166,8 +166,9 @@ impl Writer {
             return;
         }
         self.last_tick = Some(now_wall);
+        let every = super::recording::checkpoint_every(self.recordings.len());
         for r in self.recordings.values_mut() {
-            r.checkpoint_if_due(now_wall);
+            r.checkpoint_if_due(now_wall, every);
         }
     }
 
