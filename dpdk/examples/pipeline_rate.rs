@@ -125,9 +125,25 @@ fn dispatch(ring: &mut rtrb::Producer<WriterMsg>, target: FlowTarget, ts: Timest
         return;
     }
     let len = payload.len().min(MAX_RTP_LEN);
-    let mut item = RtpItem { recording: target.recording, channel: target.channel, source: target.source, ts, len: len as u16, data: [0; MAX_RTP_LEN] };
-    item.data[..len].copy_from_slice(&payload[..len]);
-    let _ = ring.push(WriterMsg::Rtp(item));
+    // As the dataplane does (pipeline/src/cores/rx.rs `push_rtp`): built in its ring slot.
+    if let Ok(mut chunk) = ring.write_chunk_uninit(1) {
+        let (first, _) = chunk.as_mut_slices();
+        if let Some(slot) = first.first_mut() {
+            let msg = slot.write(WriterMsg::Rtp(RtpItem {
+                recording: target.recording,
+                channel: target.channel,
+                source: target.source,
+                ts,
+                len: len as u16,
+                data: [0; MAX_RTP_LEN],
+            }));
+            if let WriterMsg::Rtp(item) = msg {
+                item.data[..len].copy_from_slice(&payload[..len]);
+            }
+        }
+        // SAFETY: a one-slot chunk has its slot in the first slice, written just above.
+        unsafe { chunk.commit_all() };
+    }
 }
 
 /// How far each frame goes.
