@@ -311,7 +311,12 @@ fn run_live<P: LivePort>(
         dp.tick(wall_now(), cti);
         report(stats, dp);
     }
-    // Drain what the kernel received up to the signal (plus the grace), then stop there.
+    drain_after_stop(port, &mut |frame| dp.frame(frame, cti))
+}
+
+/// After a signal: hands `each` what the kernel received up to the signal plus
+/// [`STOP_GRACE`], then stops there. Returns the time of the stop.
+pub(crate) fn drain_after_stop<P: LivePort>(port: &mut P, each: &mut dyn FnMut(&Frame<'_>)) -> Timestamp {
     let deadline = Instant::now() + STOP_GRACE;
     let cutoff = Timestamp(wall_now().0 + STOP_GRACE.as_nanos() as u64);
     let mut end = wall_now();
@@ -326,7 +331,7 @@ fn run_live<P: LivePort>(
                 past_cutoff = true;
             } else if !past_cutoff {
                 end = end.max(frame.ts);
-                dp.frame(frame, cti);
+                each(frame);
             }
         });
     }
@@ -354,21 +359,22 @@ impl LivePort for TapPort {
 #[cfg(feature = "dpdk")]
 impl LivePort for callrec_dpdk::DpdkPort {
     fn rx(&mut self, timeout: Duration, each: &mut dyn FnMut(&Frame<'_>)) {
-        // A poll-mode driver never blocks: poll, and back off briefly when idle so that a
-        // quiet link does not spin a core the writers may need (this machine has two).
-        let deadline = Instant::now() + timeout;
-        loop {
+        poll_until(timeout, || {
             let burst = self.rx_burst(0);
-            if !burst.frames().is_empty() {
-                burst.frames().iter().for_each(each);
-                return;
-            }
-            drop(burst);
-            if Instant::now() >= deadline {
-                return;
-            }
-            std::thread::sleep(Duration::from_micros(50));
-        }
+            burst.frames().iter().for_each(&mut *each);
+            !burst.frames().is_empty()
+        })
+    }
+}
+
+/// A poll-mode driver never blocks: polls (`poll` returns whether it got frames) until a
+/// burst or `timeout`, backing off briefly when idle so that a quiet link does not spin a core
+/// the writers may need (this machine has two).
+#[cfg(feature = "dpdk")]
+fn poll_until(timeout: Duration, mut poll: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !poll() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_micros(50));
     }
 }
 
@@ -378,20 +384,11 @@ type Threads<'a> = Option<(&'a [Option<usize>], Option<usize>)>;
 #[cfg(feature = "dpdk")]
 impl LivePort for callrec_dpdk::DpdkRxQueue<'_> {
     fn rx(&mut self, timeout: Duration, each: &mut dyn FnMut(&Frame<'_>)) {
-        // As DpdkPort: poll, back off briefly when idle.
-        let deadline = Instant::now() + timeout;
-        loop {
+        poll_until(timeout, || {
             let burst = self.rx_burst();
-            if !burst.frames().is_empty() {
-                burst.frames().iter().for_each(each);
-                return;
-            }
-            drop(burst);
-            if Instant::now() >= deadline {
-                return;
-            }
-            std::thread::sleep(Duration::from_micros(50));
-        }
+            burst.frames().iter().for_each(&mut *each);
+            !burst.frames().is_empty()
+        })
     }
 }
 

@@ -17,7 +17,7 @@ use crate::control::core::{ControlCore, Output};
 use crate::cti::server::CtiInput;
 use crate::dataplane::{join_writers, setup, writer_core, CtiSink, RecordingOptions, SetupError, Summary, RING_SLOTS};
 use crate::linger::{is_bye, Lingering, StopLinger};
-use crate::run::{wall_now, Cti, LivePort, POLL, STOP_GRACE};
+use crate::run::{drain_after_stop, wall_now, Cti, LivePort, POLL};
 use crate::stats::{Snapshot, StatsReporter};
 use crate::trace::SipTrace;
 use callrec_pipeline::classify::Counters;
@@ -320,29 +320,14 @@ fn rx_thread<P: LivePort>(i: usize, port: &mut P, mut core: RxCore, pin: Option<
             last_publish = Instant::now();
         }
     }
-    let deadline = Instant::now() + STOP_GRACE;
-    let cutoff = Timestamp(wall_now().0 + STOP_GRACE.as_nanos() as u64);
-    let mut end = wall_now();
-    let mut past_cutoff = false;
-    while !past_cutoff {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        port.rx(left, &mut |f| {
-            if f.ts > cutoff {
-                past_cutoff = true;
-            } else if !past_cutoff {
-                end = end.max(f.ts);
-                core.apply_updates();
-                let _ = core.frame(f);
-            }
-        });
-    }
+    let end = drain_after_stop(port, &mut |f| {
+        core.apply_updates();
+        let _ = core.frame(f);
+    });
     core.apply_updates();
     let counters = core.counters();
     if let Ok(mut c) = slot.lock() {
         *c = counters;
     }
-    RxDone { counters, end: end.max(wall_now().min(cutoff)) }
+    RxDone { counters, end }
 }

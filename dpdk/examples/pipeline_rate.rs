@@ -119,30 +119,10 @@ fn drain<T: Touch>(mut ring: rtrb::Consumer<T>, core: usize) -> (u64, u64) {
 /// As `Dataplane::frame`'s dispatch under `RingFull::Drop`.
 #[inline]
 fn dispatch(ring: &mut rtrb::Producer<WriterMsg>, target: FlowTarget, ts: Timestamp, payload: &[u8], c: &mut Counters) {
-    if ring.is_full() {
+    // As the dataplane does: built in its ring slot.
+    if !callrec_pipeline::cores::rx::try_push_rtp(ring, target, ts, payload) {
         c.rtp -= 1;
         c.ring_full += 1;
-        return;
-    }
-    let len = payload.len().min(MAX_RTP_LEN);
-    // As the dataplane does (pipeline/src/cores/rx.rs `push_rtp`): built in its ring slot.
-    if let Ok(mut chunk) = ring.write_chunk_uninit(1) {
-        let (first, _) = chunk.as_mut_slices();
-        if let Some(slot) = first.first_mut() {
-            let msg = slot.write(WriterMsg::Rtp(RtpItem {
-                recording: target.recording,
-                channel: target.channel,
-                source: target.source,
-                ts,
-                len: len as u16,
-                data: [0; MAX_RTP_LEN],
-            }));
-            if let WriterMsg::Rtp(item) = msg {
-                item.data[..len].copy_from_slice(&payload[..len]);
-            }
-        }
-        // SAFETY: a one-slot chunk has its slot in the first slice, written just above.
-        unsafe { chunk.commit_all() };
     }
 }
 

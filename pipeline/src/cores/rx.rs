@@ -189,55 +189,59 @@ fn deliver(
     payload: &[u8],
 ) {
     if let Some(ring) = rings.get_mut(target.writer as usize) {
-        if policy == RingFull::Drop && ring.is_full() {
-            // a drop, not delivered RTP: rx still adds up
-            counters.rtp -= 1;
-            counters.ring_full += 1;
-        } else {
-            push_rtp(ring, target, ts, payload);
+        match policy {
+            RingFull::Wait => push_rtp(ring, target, ts, payload),
+            RingFull::Drop => {
+                if !try_push_rtp(ring, target, ts, payload) {
+                    // a drop, not delivered RTP: rx still adds up
+                    counters.rtp -= 1;
+                    counters.ring_full += 1;
+                }
+            }
         }
     }
 }
 
 /// Copies one RTP packet into a writer's ring, waiting while the ring is full (see
-/// [`RingFull`]). The item is built in its ring slot: a 1 KiB `RtpItem` built on the stack
-/// and then moved in would be written twice.
+/// [`RingFull`]).
 #[inline]
 pub fn push_rtp(ring: &mut rtrb::Producer<WriterMsg>, target: FlowTarget, ts: Timestamp, payload: &[u8]) {
+    while !try_push_rtp(ring, target, ts, payload) {
+        if ring.is_abandoned() {
+            tracing::error!("a writer thread is gone; dropping its input");
+            return;
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// Copies one RTP packet into a writer's ring if it has a free slot; false when full. The
+/// item is built in its ring slot: a 1 KiB `RtpItem` built on the stack and then moved in
+/// would be written twice.
+#[inline]
+pub fn try_push_rtp(ring: &mut rtrb::Producer<WriterMsg>, target: FlowTarget, ts: Timestamp, payload: &[u8]) -> bool {
     debug_assert!(payload.len() <= MAX_RTP_LEN, "classify drops oversize RTP");
     let len = payload.len().min(MAX_RTP_LEN);
-    loop {
-        match ring.write_chunk_uninit(1) {
-            Ok(mut chunk) => {
-                let (first, _) = chunk.as_mut_slices();
-                if let Some(slot) = first.first_mut() {
-                    let msg = slot.write(WriterMsg::Rtp(RtpItem {
-                        recording: target.recording,
-                        channel: target.channel,
-                        source: target.source,
-                        ts,
-                        len: len as u16,
-                        data: [0; MAX_RTP_LEN],
-                    }));
-                    if let WriterMsg::Rtp(item) = msg {
-                        item.data[..len].copy_from_slice(&payload[..len]);
-                    }
-                }
-                // SAFETY: a chunk of one slot has it in its first slice (rtrb splits only at the
-                // ring's end, and a one-slot chunk cannot straddle it), and that slot was just
-                // written: every slot of the chunk is initialised.
-                unsafe { chunk.commit_all() };
-                return;
-            }
-            Err(_) => {
-                if ring.is_abandoned() {
-                    tracing::error!("a writer thread is gone; dropping its input");
-                    return;
-                }
-                std::thread::yield_now();
-            }
+    let Ok(mut chunk) = ring.write_chunk_uninit(1) else { return false };
+    let (first, _) = chunk.as_mut_slices();
+    if let Some(slot) = first.first_mut() {
+        let msg = slot.write(WriterMsg::Rtp(RtpItem {
+            recording: target.recording,
+            channel: target.channel,
+            source: target.source,
+            ts,
+            len: len as u16,
+            data: [0; MAX_RTP_LEN],
+        }));
+        if let WriterMsg::Rtp(item) = msg {
+            item.data[..len].copy_from_slice(&payload[..len]);
         }
     }
+    // SAFETY: a chunk of one slot has it in its first slice (rtrb splits only at the ring's
+    // end, and a one-slot chunk cannot straddle it), and that slot was just written: every
+    // slot of the chunk is initialised.
+    unsafe { chunk.commit_all() };
+    true
 }
 
 /// Pushes, waiting while the ring is full (capture files; control messages).

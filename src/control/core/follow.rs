@@ -145,6 +145,17 @@ fn same_party(a: &Party, b: &Party) -> bool {
     }
 }
 
+/// Whether `party` is the caller (Some(true)) or the callee (Some(false)) of dialog `c`.
+fn side_in(c: &LiveCall, party: &Party) -> Option<bool> {
+    if same_party(&c.caller, party) {
+        Some(true)
+    } else if same_party(&c.callee, party) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
 fn within(now: Timestamp, at: Timestamp) -> bool {
     now.nanos_since(at) < LINK_WINDOW_NS
 }
@@ -310,14 +321,7 @@ impl ControlCore {
             return false;
         };
         let Some(new) = self.calls.get(&h) else { return false };
-        let cust_side = if same_party(&new.caller, &customer) {
-            Some(true)
-        } else if same_party(&new.callee, &customer) {
-            Some(false)
-        } else {
-            None
-        };
-        if let Some(customer_is_caller) = cust_side {
+        if let Some(customer_is_caller) = side_in(new, &customer) {
             let other = if customer_is_caller { &new.callee } else { &new.caller };
             let other_dn = other.dn.clone();
             let agent_stays_in = |this: &ControlCore| {
@@ -455,13 +459,7 @@ impl ControlCore {
             .filter_map(|k| self.calls.get(k).map(|c| (k, c)))
             .filter(|(_, c)| c.recording.is_none())
             .filter_map(|(k, c)| {
-                let cust_is_caller = if same_party(&c.caller, customer) {
-                    true
-                } else if same_party(&c.callee, customer) {
-                    false
-                } else {
-                    return None;
-                };
+                let cust_is_caller = side_in(c, customer)?;
                 let other = if cust_is_caller { &c.callee } else { &c.caller };
                 let follows = !rec.trigger.agent_side()
                     || other.dn.as_deref() == Some(rec.dn.as_str())
